@@ -1,0 +1,327 @@
+"""Typed, frozen run configuration: YAML profiles plus type-checked `--set section.key=value` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HORIZONS: tuple[int, ...] = (1, 5, 10, 20)
+
+
+class ConfigError(ValueError):
+    """A profile or override that does not fit the schema; the message names the key."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "synthetic"  # synthetic | jquants | files
+    path: str = ""  # files source: directory of J-Quants-shaped parquet/CSV
+    start: str = ""  # ISO date; "" = source default
+    end: str = ""
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    n_stocks: int = 400
+    start: str = "2017-01-04"
+    end: str = "2024-12-27"
+    seed: int = 7
+    # Strength of each planted signal, in units of daily idiosyncratic volatility per
+    # standard deviation of the signal (0 switches the signal off).
+    reversal: float = 0.06
+    momentum: float = 0.03
+    leadlag: float = 0.08
+    pead: float = 0.04
+    volume_shock: float = 0.03
+    vol_interaction: float = 0.03
+
+
+@dataclass(frozen=True)
+class JQuantsConfig:
+    base_url: str = "https://api.jquants.com/v2"
+    requests_per_minute: int = 60  # plan: Free 5, Light 60, Standard 120, Premium 500
+    max_retries: int = 6
+    backoff_seconds: float = 1.0
+    timeout_seconds: float = 60.0
+    cache_uri: str = ""  # "" = <out>/_cache; any storage URI (s3://, gs://, path)
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    horizons: tuple[int, ...] = HORIZONS
+
+
+@dataclass(frozen=True)
+class NormalizeConfig:
+    method: str = "robust_z"  # robust_z | rank_gauss
+    clip: float = 5.0
+    market_window: int = 252
+    market_min_periods: int = 60
+    dtype: str = "float32"  # float16 | float32
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    window: int = 60
+    min_obs: int = 40
+    threshold: float = 0.3
+    top_k: int = 10
+    shrinkage: float = 0.1
+    sector_edges: int = 5  # same-sector neighbours per node (most correlated first); 0 = none
+
+
+@dataclass(frozen=True)
+class FoldsConfig:
+    n_folds: int = 3
+    val_days: int = 120
+    test_days: int = 160
+    embargo_days: int = 20
+    min_train_days: int = 500
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    hidden: int = 64
+    lookback: int = 20
+    heads: int = 4
+    lstm_layers: int = 1
+    gat_layers: int = 2
+    gat_heads: int = 4
+    dropout: float = 0.1
+    input_norm: str = "fan"  # fan | san | none
+    fan_k: int = 3
+    san_slice: int = 5
+    use_graph: bool = True
+    quantiles: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    patience: int = 3
+    seed: int = 0
+    rank_weight: float = 1.0
+    sharpe_weight: float = 0.0
+    horizon_weights: tuple[float, ...] = (0.5, 1.0, 0.75, 0.5)
+    device: str = "auto"  # auto | cpu | cuda
+    bf16: bool = True
+    compile: bool = False
+    shuffle_labels: bool = False  # control run: labels permuted within each day
+    max_stocks_per_day: int = 0  # 0 = all; subsample a day's cross-section for speed
+
+
+@dataclass(frozen=True)
+class LightGBMConfig:
+    num_leaves: int = 31
+    learning_rate: float = 0.05
+    n_estimators: int = 400
+    min_child_samples: int = 200
+    feature_fraction: float = 0.8
+    bagging_fraction: float = 0.8
+    early_stopping_rounds: int = 40
+    max_train_rows: int = 400_000
+
+
+@dataclass(frozen=True)
+class RidgeConfig:
+    alpha: float = 10.0
+
+
+@dataclass(frozen=True)
+class HPOConfig:
+    trials: int = 20
+    storage: str = ""  # "" = sqlite:///<out>/optuna.db ; postgresql://... in the cluster
+    study: str = "atft"
+    epochs: int = 3
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    cost_bp: float = 10.0  # per side
+    n_quantiles: int = 5
+    gate_metric: str = "rank_ic"
+    gate_horizon: str = "5d"
+    gate_model: str = "atft"
+    gate_margin: float = 0.002
+    gate_alpha: float = 0.10
+    champion_uri: str = ""  # "" = <out>/models/champion
+    leak_rank_ic_1d: float = 0.10
+    hpo_trials: int = 1  # counted into the deflated Sharpe
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    models: tuple[str, ...] = ("atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d")
+    parallelism: int = 2
+    image: str = "ghcr.io/kabuflow/kabuflow:latest"
+    gpu: bool = False
+    gpu_node_label: str = "cloud.google.com/gke-accelerator"
+    gpu_node_value: str = "nvidia-tesla-a100"
+    gpu_toleration_key: str = "nvidia.com/gpu"
+    train_cpu_request: str = "2"
+    train_cpu_limit: str = "4"
+    train_memory_request: str = "8Gi"
+    train_memory_limit: str = "16Gi"
+    cpu_request: str = "1"
+    cpu_limit: str = "2"
+    memory_request: str = "4Gi"
+    memory_limit: str = "8Gi"
+    retries: int = 2
+    retry_backoff: str = "60s"
+    trainjob_nodes: int = 0  # >0: train atft folds as a Kubeflow Trainer TrainJob with this many nodes
+    s3_secret: str = "kabuflow-s3"
+    jquants_secret: str = "kabuflow-jquants"
+
+
+@dataclass(frozen=True)
+class Config:
+    profile: str = "local"
+    data: DataConfig = field(default_factory=DataConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    jquants: JQuantsConfig = field(default_factory=JQuantsConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    folds: FoldsConfig = field(default_factory=FoldsConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    lightgbm: LightGBMConfig = field(default_factory=LightGBMConfig)
+    ridge: RidgeConfig = field(default_factory=RidgeConfig)
+    hpo: HPOConfig = field(default_factory=HPOConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples become lists) for artifacts and KFP parameters."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def with_overrides(self, overrides: list[str] | tuple[str, ...]) -> Config:
+        """A new Config with `section.key=value` strings applied, each checked against the field's type."""
+        tree = self.to_dict()
+        for item in overrides:
+            key, sep, raw = item.partition("=")
+            if not sep:
+                raise ConfigError(f"override {item!r} is not of the form section.key=value")
+            section, _, name = key.strip().partition(".")
+            if section not in tree or not isinstance(tree[section], dict):
+                raise ConfigError(f"unknown config section {section!r} in override {item!r}")
+            if name not in tree[section]:
+                raise ConfigError(f"unknown config key {key.strip()!r}")
+            tree[section][name] = yaml.safe_load(raw) if raw.strip() else ""
+        return from_dict(tree)
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check and convert one value to the declared field type; the error names the key."""
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        (item_tp, _) = typing.get_args(tp)
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(_coerce(v, item_tp, where) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        raise ConfigError(f"{where}: union types are not supported in config")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        if hasattr(value, "isoformat"):  # YAML turns 2024-01-04 into a date
+            return value.isoformat()
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    raise ConfigError(f"{where}: unsupported type {tp!r}")
+
+
+def _build(cls: type, tree: dict[str, Any], where: str) -> Any:
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {tree!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(tree) - known)
+    if unknown:
+        raise ConfigError(f"unknown config key {(where + '.' if where else '') + unknown[0]!r}")
+    kwargs = {}
+    for name, value in tree.items():
+        tp = hints[name]
+        key = f"{where}.{name}" if where else name
+        kwargs[name] = _build(tp, value, key) if dataclasses.is_dataclass(tp) else _coerce(value, tp, key)
+    return cls(**kwargs)
+
+
+def from_dict(tree: dict[str, Any]) -> Config:
+    """Build a Config from a (possibly partial) nested dict; unknown keys are errors."""
+    return _build(Config, tree, "")
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load(profile: str = "local", overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load a named profile (`local`, `a100`) or a YAML file path, then apply overrides."""
+    path = Path(profile)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        text = path.read_text()
+    else:
+        try:
+            text = resources.files("kabuflow.profiles").joinpath(f"{profile}.yaml").read_text()
+        except FileNotFoundError:
+            raise ConfigError(f"unknown profile {profile!r} (known: local, a100, or a .yaml path)") from None
+    tree = yaml.safe_load(text) or {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"profile {profile!r} is not a mapping")
+    cfg = from_dict(_merge(Config().to_dict(), tree))
+    return cfg.with_overrides(list(overrides))
+
+
+def code_version() -> str:
+    """Git SHA of the working tree when available (suffix -dirty), else the package version."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return "kabuflow-" + version("kabuflow")
+        except PackageNotFoundError:
+            return "unknown"
