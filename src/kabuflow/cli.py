@@ -1,0 +1,255 @@
+"""`kabuflow <command>`: thin shells over the stage functions; a failure exits non-zero with one line."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from kabuflow.config import Config, load
+
+log = logging.getLogger("kabuflow")
+REMOTE = ("s3://", "gs://")
+
+
+@contextlib.contextmanager
+def local_input(uri: str) -> Iterator[str]:
+    """A local directory for `uri`: the path itself, or a temporary download of an s3:// or gs:// prefix."""
+    if not uri.startswith(REMOTE):
+        yield uri.removeprefix("file://")
+        return
+    from kabuflow import storage
+
+    with tempfile.TemporaryDirectory(prefix="kabuflow-in-") as tmp:
+        storage.download_dir(uri, tmp)
+        yield tmp
+
+
+@contextlib.contextmanager
+def local_output(uri: str) -> Iterator[str]:
+    """A local directory to write into; for a remote `uri` it is uploaded only after the stage succeeds."""
+    if not uri.startswith(REMOTE):
+        Path(uri.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+        yield uri.removeprefix("file://")
+        return
+    from kabuflow import storage
+
+    with tempfile.TemporaryDirectory(prefix="kabuflow-out-") as tmp:
+        yield tmp
+        storage.upload_dir(tmp, uri)
+
+
+def _config(args: argparse.Namespace) -> Config:
+    sets = list(args.set or [])
+    for flag in ("source", "path", "start", "end"):
+        value = getattr(args, flag, None)
+        if value:
+            sets.append(f"data.{flag}={value}")
+    return load(args.profile, sets)
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    """Whole pipeline through the KFP local runner."""
+    from pipelines.local import run_local
+
+    run_local(_config(args), Path(args.out))
+
+
+def cmd_ingest(args: argparse.Namespace) -> None:
+    """Raw tables from one source."""
+    from kabuflow.ingest import ingest
+
+    with local_output(args.out) as out:
+        m = ingest(_config(args), out)
+    print(json.dumps({"tables": m["tables"], "dropped": m["dropped"]}, indent=1, default=str))
+
+
+def _stage(module: str, name: str, *inputs: str) -> Callable[[argparse.Namespace], None]:
+    def run(args: argparse.Namespace) -> None:
+        import importlib
+
+        stage = getattr(importlib.import_module(module), name)
+        with contextlib.ExitStack() as stack:
+            dirs = [stack.enter_context(local_input(getattr(args, i))) for i in inputs]
+            out = stack.enter_context(local_output(args.out))
+            stage(_config(args), *dirs, out)
+        print(f"{name}: wrote {args.out}")
+
+    run.__doc__ = f"{module}.{name}"
+    return run
+
+
+def cmd_train_fold(args: argparse.Namespace) -> None:
+    """One fold × one model."""
+    from kabuflow.train import train_fold
+
+    with (
+        local_input(args.panel) as panel,
+        local_input(args.graph) as graph,
+        local_output(args.out) as out,
+    ):
+        m = train_fold(_config(args), panel, graph, args.folds, args.fold, args.model, out)
+    print(json.dumps(m.get("metrics", {}), indent=1, default=str))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    """Metrics, backtest, report and gate over fold predictions."""
+    from kabuflow.evaluate import evaluate
+    from kabuflow.evaluate.report import summary_table
+
+    with contextlib.ExitStack() as stack:
+        dirs = [stack.enter_context(local_input(p)) for p in args.predictions]
+        raw = stack.enter_context(local_input(args.raw)) if args.raw else None
+        out = stack.enter_context(local_output(args.out))
+        evaluate(_config(args), dirs, out, raw=raw)
+        print(summary_table(json.loads((Path(out) / "metrics.json").read_text())))
+
+
+def cmd_hpo(args: argparse.Namespace) -> None:
+    """Optuna study on validation RankIC."""
+    from kabuflow.hpo import run_hpo
+
+    cfg = _config(args)
+    with local_input(args.panel) as panel, local_input(args.graph) as graph:
+        result = run_hpo(
+            cfg, panel, graph, args.folds, args.trials, args.storage or cfg.hpo.storage, args.out
+        )
+    print(json.dumps(result, indent=1, default=str))
+
+
+def cmd_compile(args: argparse.Namespace) -> None:
+    """Pipeline YAML for the cluster."""
+    from pipelines.compile import compile_pipeline
+
+    path = compile_pipeline(_config(args), args.image, args.out)
+    print(f"compiled {path} (image {args.image})")
+
+
+def cmd_submit(args: argparse.Namespace) -> None:
+    """Upload the compiled pipeline as a version and start a run (or a recurring run)."""
+    from kabuflow.submit import submit
+
+    result = submit(
+        host=args.host, package_path=args.package, experiment=args.experiment, recurring_cron=args.recurring
+    )
+    print(result["url"])
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    """Ranked list for the next session."""
+    from kabuflow.predict import predict
+
+    table = predict(_config(args), args.model, args.date, args.out)
+    print(table)
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    """The performance suite."""
+    from kabuflow.benchmarks.suite import run_suite
+
+    run_suite(args.only, args.out)
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--profile", default="local", help="local | a100 | path to a YAML profile")
+    common.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="type-checked override")
+    p = argparse.ArgumentParser(prog="kabuflow", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], None], *flags: tuple) -> None:
+        sp = sub.add_parser(name, parents=[common], help=func.__doc__)
+        for names, kw in flags:
+            sp.add_argument(*names, **kw)
+        sp.set_defaults(func=func)
+
+    src = [
+        (("--source",), {"choices": ["synthetic", "jquants", "files"]}),
+        (("--path",), {"help": "directory for --source files"}),
+        (("--start",), {}),
+        (("--end",), {}),
+    ]
+    req = {"required": True}
+    add("run", cmd_run, *src, (("--out",), {"default": "runs/local"}))
+    add("ingest", cmd_ingest, *src, (("--out",), req))
+    add("features", _stage("kabuflow.features", "features", "raw"), (("--raw",), req), (("--out",), req))
+    add(
+        "normalize",
+        _stage("kabuflow.normalize", "normalize", "features"),
+        (("--features",), req),
+        (("--out",), req),
+    )
+    add("graph", _stage("kabuflow.graph", "graph", "panel"), (("--panel",), req), (("--out",), req))
+    add("folds", _stage("kabuflow.folds", "build_folds", "panel"), (("--panel",), req), (("--out",), req))
+    trainer = [(("--panel",), req), (("--graph",), req), (("--folds",), req)]
+    add(
+        "train-fold",
+        cmd_train_fold,
+        *trainer,
+        (("--fold",), {"type": int, "required": True}),
+        (
+            ("--model",),
+            {"required": True, "choices": ["atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d"]},
+        ),
+        (("--out",), req),
+    )
+    add(
+        "evaluate",
+        cmd_evaluate,
+        (("--predictions",), {"nargs": "+", "required": True}),
+        (("--raw",), {"help": "raw dir (oracle.parquet on synthetic data, manifests)"}),
+        (("--out",), req),
+    )
+    add(
+        "hpo",
+        cmd_hpo,
+        *trainer,
+        (("--trials",), {"type": int, "required": True}),
+        (("--storage",), {"help": "optuna storage URL (sqlite:///..., postgresql://...)"}),
+        (("--out",), {"default": "runs/hpo"}),
+    )
+    add("compile", cmd_compile, (("--image",), req), (("--out",), {"default": "pipeline.yaml"}))
+    add(
+        "submit",
+        cmd_submit,
+        (("--host",), req),
+        (("--experiment",), {"default": "kabuflow"}),
+        (("--recurring",), {"metavar": "CRON", "help": "6-field KFP cron, e.g. '0 0 3 * * *'"}),
+        (("--package",), {"default": "pipeline.yaml"}),
+    )
+    add(
+        "predict",
+        cmd_predict,
+        (("--model",), req),
+        (("--date",), req),
+        (("--out",), {"default": ""}),
+    )
+    add("bench", cmd_bench, (("--only",), {"nargs": "*", "default": []}), (("--out",), {"default": ".bench"}))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run one command; any error becomes a one-line message and exit status 1."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        print("kabuflow: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the CLI's contract: one line, non-zero status
+        if os.environ.get("KABUFLOW_DEBUG"):
+            raise
+        print(f"kabuflow {args.command}: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
