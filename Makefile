@@ -42,9 +42,9 @@ bench: $(STAMP) ## performance suite: prints measured ratios side by side (reads
 compile: $(STAMP) ## compile the pipeline YAML for the cluster (PROFILE, IMAGE)
 	$(BIN)/kabuflow compile --profile $(or $(PROFILE),a100) --image $(or $(IMAGE),ghcr.io/kabuflow/kabuflow:$$(git rev-parse --short HEAD)) --out pipeline.yaml
 
-image: ## build the cpu and gpu images (needs a Docker engine)
-	docker build -f docker/Dockerfile --target cpu -t kabuflow:cpu-$$(git rev-parse --short HEAD) .
-	docker build -f docker/Dockerfile --target gpu -t kabuflow:gpu-$$(git rev-parse --short HEAD) .
+image: ## build the cpu and gpu images (needs a Docker engine); timestamps fixed to the commit time
+	docker build -f docker/Dockerfile --target cpu --build-arg SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) --build-arg GIT_SHA=$$(git rev-parse HEAD) -t kabuflow:cpu-$$(git rev-parse --short HEAD) .
+	docker build -f docker/Dockerfile --target gpu --build-arg SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) --build-arg GIT_SHA=$$(git rev-parse HEAD) -t kabuflow:gpu-$$(git rev-parse --short HEAD) .
 
 fmt: $(STAMP) ## format the code
 	$(BIN)/ruff format .

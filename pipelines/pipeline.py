@@ -72,6 +72,8 @@ def _common(task: dsl.PipelineTask, p: object) -> dsl.PipelineTask:
     )
     task.set_env_variable("KABUFLOW_RUN_ID", dsl.PIPELINE_JOB_ID_PLACEHOLDER)
     task.set_env_variable("KABUFLOW_TASK", task.name)
+    if p.pushgateway:  # kabuflow.telemetry pushes stage and epoch metrics there (k8s/base/pushgateway.yaml)
+        task.set_env_variable("PROMETHEUS_PUSHGATEWAY", p.pushgateway)
     return task
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import types
 import typing
@@ -53,6 +54,18 @@ class JQuantsConfig:
     backoff_seconds: float = 1.0
     timeout_seconds: float = 60.0
     cache_uri: str = ""  # "" = <out>/_cache; any storage URI (s3://, gs://, path)
+    # Tables to download. A table the plan does not include (HTTP 403 "not available on your
+    # subscription") is an error when required (bars, master) and left out with a note otherwise.
+    tables: tuple[str, ...] = (
+        "equities_bars_daily",
+        "equities_master",
+        "indices_bars_daily_topix",
+        "fins_summary",
+        "equities_investor_types",
+        "markets_margin_interest",
+        "markets_calendar",
+    )
+    master_every: str = "month"  # month | session: how often to snapshot /equities/master (as-of data)
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,8 @@ class NormalizeConfig:
     market_window: int = 252
     market_min_periods: int = 60
     dtype: str = "float32"  # float16 | float32
+    # A stock-day is `valid` when it has a row and at least this share of its stock features is present.
+    min_valid_share: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -121,6 +136,10 @@ class TrainConfig:
     compile: bool = False
     shuffle_labels: bool = False  # control run: labels permuted within each day
     max_stocks_per_day: int = 0  # 0 = all; subsample a day's cross-section for speed
+    days_per_epoch: int = 0  # 0 = every training day; else a fresh random subset of this many each epoch
+    days_per_step: int = 1  # days whose mean loss makes one optimizer step (per rank under DDP)
+    rank_temperature: float = 0.1  # soft-rank sigmoid temperature, in cross-sectional std units
+    threads: int = 0  # torch/LightGBM CPU threads; 0 = library default (set 1 when folds train side by side)
 
 
 @dataclass(frozen=True)
@@ -157,9 +176,10 @@ class EvaluateConfig:
     gate_model: str = "atft"
     gate_margin: float = 0.002
     gate_alpha: float = 0.10
-    champion_uri: str = ""  # "" = <out>/models/champion
+    champion_uri: str = ""  # "" = <out>/../models/champion; s3:// and gs:// via kabuflow.storage
     leak_rank_ic_1d: float = 0.10
     hpo_trials: int = 1  # counted into the deflated Sharpe
+    control_seed: int = 0  # shuffled-label control: permutation seed
 
 
 @dataclass(frozen=True)
@@ -182,6 +202,14 @@ class PipelineConfig:
     retries: int = 2
     retry_backoff: str = "60s"
     trainjob_nodes: int = 0  # >0: train atft folds as a Kubeflow Trainer TrainJob with this many nodes
+    trainjob_gpus_per_node: int = 1  # torchrun processes per node, one per GPU
+    trainjob_runtime: str = "torch-distributed"  # ClusterTrainingRuntime the TrainJob references
+    # Where node selector/tolerations go: podSpecOverrides (Trainer 2.0, the KFP docs' example) or
+    # podTemplateOverrides (Trainer >= 2.1 renamed it); a wrong choice is pruned silently by the API server.
+    trainjob_overrides: str = "podSpecOverrides"
+    trainjob_service_account: str = "kabuflow"  # k8s/base: no API permissions, no token mounted
+    trainjob_timeout: int = 86400  # seconds to wait for Complete/Failed before deleting the TrainJob
+    pushgateway: str = ""  # e.g. http://pushgateway.kabuflow.svc:9091; set as PROMETHEUS_PUSHGATEWAY on tasks
     s3_secret: str = "kabuflow-s3"
     jquants_secret: str = "kabuflow-jquants"
 
@@ -305,7 +333,12 @@ def load(profile: str = "local", overrides: list[str] | tuple[str, ...] = ()) ->
 
 
 def code_version() -> str:
-    """Git SHA of the working tree when available (suffix -dirty), else the package version."""
+    """Git SHA of the working tree when available (suffix -dirty), else the package version.
+
+    Images have no .git: they carry the commit in KABUFLOW_GIT_SHA (docker/Dockerfile's GIT_SHA).
+    """
+    if os.environ.get("KABUFLOW_GIT_SHA", "unknown") != "unknown":
+        return os.environ["KABUFLOW_GIT_SHA"]
     root = Path(__file__).resolve().parents[2]
     try:
         sha = subprocess.run(

@@ -1,0 +1,167 @@
+"""evaluate stage: stitch out-of-sample predictions, score and backtest them, write the report, gate."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from kabuflow import telemetry
+from kabuflow.artifacts import atomic_write, read_json, stamp, write_json, write_parquet
+from kabuflow.config import Config, code_version
+from kabuflow.evaluate import backtest, gate, metrics, report, scorecard, stitch
+from kabuflow.evaluate.gate import champion_uri, load_champion, promote
+from kabuflow.evaluate.report import summary_table
+
+__all__ = ["evaluate", "promote", "summary_table", "champion_uri", "load_champion"]
+
+OUTPUTS = (
+    "metrics.json",
+    "gate.json",
+    "report.html",
+    "report.md",
+    "predictions.parquet",
+    "daily_rank_ic.parquet",
+    "daily_pnl.parquet",
+)
+
+
+def evaluate(
+    cfg: Config,
+    predictions: list[str | Path],
+    out: str | Path,
+    raw: str | Path | None = None,
+    features: str | Path | None = None,
+) -> dict[str, Any]:
+    """Stitch every fold's test predictions, compute metrics.json (DESIGN.md's format plus alarms,
+    control, folds, deciles, detail), the report, and the gate decision against the stored champion.
+
+    `predictions` are train-fold output directories; a directory there without predictions.parquet but
+    with a manifest.json (e.g. the features stage output) only feeds the report's data summary, as do
+    `raw` (which also supplies oracle.parquet) and `features`. Returns the manifest (out/manifest.json).
+    """
+    out = Path(out)
+    ev = cfg.evaluate
+    with telemetry.stage("evaluate") as rec:
+        pred_dirs, data_dirs = _classify([Path(p) for p in predictions])
+        test, infos = stitch.stitch(pred_dirs)
+        rec.rows_in = test.height
+        oracle_rows = stitch.attach_oracle(test, raw)
+        frame = pl.concat([test, oracle_rows]) if oracle_rows is not None else test
+        daily = metrics.daily_ic(frame)
+        pnl = backtest.run_all(frame, stitch.daily_returns(frame), ev.n_quantiles, ev.cost_bp)
+        dec = metrics.deciles(frame)
+        control = metrics.control_table(metrics.shuffled_control(frame, ev.control_seed))
+        card = scorecard.build(daily, pnl, ev.hpo_trials)
+        models, oracle, detail = scorecard.public(card)
+        result: dict[str, Any] = {"models": models, **({"oracle": oracle} if oracle else {})}
+        disagree = stitch.label_disagreement(test)
+        result["alarms"] = scorecard.alarms(card, control, ev.leak_rank_ic_1d, disagree)
+        result["data"] = _data(cfg, test, infos, [*data_dirs, *(p for p in (raw, features) if p)], disagree)
+        result.update(
+            control=control,
+            folds=metrics.fold_table(daily, pnl),
+            deciles=metrics.decile_summary(dec),
+            detail=detail,
+            variable_selection=stitch.read_vsn_weights(infos),
+            definitions=metrics.DEFINITIONS,
+        )
+        shutil.rmtree(out / "model", ignore_errors=True)  # only this stage's own copy of the gate model
+        copied = stitch.copy_model_files(infos, ev.gate_model, out / "model")
+        uri = champion_uri(cfg, out)
+        result["gate"] = {
+            **gate.decide(ev, _clean(result), daily, load_champion(uri), uri),
+            "model_files": copied,
+        }
+        result = _clean(result)
+        _write(out, result, frame, daily, pnl, dec)
+        rec.rows_out = frame.height
+        manifest = stamp(cfg, stage="evaluate", outputs=list(OUTPUTS), gate=result["gate"]["decision"])
+        write_json(out / "manifest.json", manifest)
+    return manifest
+
+
+def _classify(dirs: list[Path]) -> tuple[list[Path], list[Path]]:
+    """Split inputs into prediction directories and data directories (a manifest, no predictions)."""
+    preds, data = [], []
+    for d in dirs:
+        if (d / "predictions.parquet").is_file():
+            preds.append(d)
+        elif (d / "manifest.json").is_file():
+            data.append(d)
+        else:
+            raise FileNotFoundError(f"{d} has neither predictions.parquet nor manifest.json")
+    return preds, data
+
+
+def _data(
+    cfg: Config, test: pl.DataFrame, infos: list[stitch.PredictionDir], data_dirs: list[Any], disagree: int
+) -> dict[str, Any]:
+    """What was evaluated: the test period, the rows per model, and the upstream manifests' summaries."""
+    out: dict[str, Any] = {
+        "test_start": str(test["date"].min()),
+        "test_end": str(test["date"].max()),
+        "n_test_dates": test["date"].n_unique(),
+        "n_codes": test["code"].n_unique(),
+        "rows_by_model": dict(sorted(test.group_by("model").len().iter_rows())),
+        "folds": sorted(test["fold"].unique().to_list()),
+        "n_prediction_dirs": len(infos),
+        "labels_disagree": disagree,
+        "cost_bp": cfg.evaluate.cost_bp,
+        "n_quantiles": cfg.evaluate.n_quantiles,
+        "hpo_trials": cfg.evaluate.hpo_trials,
+        "code_version": code_version(),
+    }
+    versions = sorted(
+        {
+            str(read_json(i.path / "manifest.json").get("code_version"))
+            for i in infos
+            if (i.path / "manifest.json").is_file()
+        }
+    )
+    if versions:
+        out["train_code_versions"] = versions
+    for d in data_dirs:
+        file = Path(d) / "manifest.json"
+        if file.is_file():
+            summary = stitch.summarise_manifest(read_json(file))
+            key = "features" if "n_features" in summary else "raw" if "tables" in summary else Path(d).name
+            out[key] = summary
+    return out
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe copy: NaN and ±inf become null (JSON has no NaN), numpy scalars become Python ones."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _write(
+    out: Path,
+    result: dict[str, Any],
+    frame: pl.DataFrame,
+    daily: pl.DataFrame,
+    pnl: pl.DataFrame,
+    dec: pl.DataFrame,
+) -> None:
+    """Every output file, each written atomically."""
+    write_json(out / "metrics.json", result)
+    write_json(out / "gate.json", result["gate"])
+    write_parquet(out / "predictions.parquet", frame.sort("model", "horizon", "code", "date"))
+    write_parquet(out / "daily_rank_ic.parquet", daily)
+    write_parquet(out / "daily_pnl.parquet", pnl)
+    html = report.render_html(result, daily, pnl, dec)
+    atomic_write(out / "report.html", lambda p: p.write_text(html))
+    markdown = report.render_markdown(result)
+    atomic_write(out / "report.md", lambda p: p.write_text(markdown))

@@ -127,3 +127,11 @@ def day_loss(
     if rank_weight:
         per_h = per_h + rank_weight * rank_corr_loss(median, y, mask, temperature)
     return (per_h * weights).sum()
+
+
+def rank_ic(s: Tensor, y: Tensor, mask: Tensor) -> Tensor:
+    """Spearman correlation per horizon of scores s[N, H] vs labels y[N, H] over masked rows (ordinal ranks;
+    ties are negligible for continuous scores). A metric, not a loss: no useful gradient. Returns [H]."""
+    y = torch.where(mask, y, torch.zeros_like(y))
+    corr = _pearson(hard_rank(s, mask), hard_rank(y, mask), mask)
+    return torch.where(mask.sum(0) >= 3, corr, torch.full_like(corr, float("nan")))

@@ -1,0 +1,104 @@
+"""The base frame every feature runs on: one row per (code, XTKS session) bar, Adj prices, as-of sector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from kabuflow import schema
+from kabuflow.features import _calendar
+
+BARS, MASTER = "equities_bars_daily", "equities_master"
+
+
+def read_raw(raw: str | Path) -> dict[str, pl.DataFrame]:
+    """Every `<table>.parquet` of schema.RAW present in `raw`, checked against its columns and dtypes."""
+    raw = Path(raw)
+    if not raw.is_dir():
+        raise FileNotFoundError(f"raw directory {raw} does not exist (run `kabuflow ingest` first)")
+    tables = {}
+    for name, spec in schema.RAW.items():
+        path = raw / f"{name}.parquet"
+        if path.exists():
+            tables[name] = schema.check(pl.read_parquet(path), spec, f"{path}")
+    missing = [t for t in schema.RAW_REQUIRED if t not in tables]
+    if missing:
+        raise FileNotFoundError(
+            f"raw directory {raw} lacks required table(s) {missing} ({missing[0]}.parquet)"
+        )
+    return tables
+
+
+def calendar_for(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """XTKS sessions spanning the bars and every dated event table (so old disclosures still find a session)."""
+    dates = [tables[BARS]["Date"].min(), tables[BARS]["Date"].max()]
+    for name, col in (
+        ("fins_summary", "DiscDate"),
+        ("equities_investor_types", "PubDate"),
+        ("markets_margin_interest", "Date"),
+    ):
+        if name in tables and tables[name].height:
+            dates += [tables[name][col].min(), tables[name][col].max()]
+    dates = [d for d in dates if d is not None]
+    return _calendar.sessions(min(dates), max(dates))
+
+
+def bars_frame(bars: pl.DataFrame, cal: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Bars on XTKS sessions with positive Adj prices, renamed to the base columns, sorted by (code, date).
+
+    Rows on non-sessions (e.g. zero-volume holiday rows) and rows without a usable price are dropped
+    and counted, never repaired.
+    """
+    df = bars.lazy().select(
+        pl.col("Date").alias("date"),
+        pl.col("Code").alias("code"),
+        *(pl.col(f"Adj{k}").alias(k.lower()) for k in ("O", "H", "L", "C")),
+        pl.col("AdjVo").alias("v"),
+        # Yen turnover; AdjC × AdjVo = C × Vo when Va is missing (a split scales them inversely).
+        pl.coalesce("Va", pl.col("AdjC") * pl.col("AdjVo")).alias("va"),
+        pl.col("C").alias("c_raw"),
+        pl.col("Vo").alias("v_raw"),
+    )
+    on_cal = df.join(cal.lazy().select("date", "sess"), on="date", how="inner")
+    priced = pl.all_horizontal((pl.col(k) > 0).fill_null(False) for k in ("o", "h", "l", "c"))
+    out = on_cal.filter(priced).sort("code", "date").collect()
+    n_cal = on_cal.select(pl.len()).collect().item()
+    dropped = {"off_calendar": bars.height - n_cal, "no_positive_price": n_cal - out.height}
+    dup = out.select((pl.struct("code", "date").is_duplicated()).any()).item()
+    if dup:
+        raise ValueError(f"{BARS}: more than one bar for some (Code, Date); ingest should have deduplicated")
+    return out, dropped
+
+
+def attach_master(frame: pl.DataFrame, master: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Add `s33` and `mkt`: the latest master row dated on or before each bar (as-of, never back-filled).
+
+    Exception, stated in the manifest: when the master is one snapshot row per code and some code's
+    row is dated after its first bar (the real jpx set: one snapshot of 2024-03-29), the snapshot is
+    used for every date. That is a known look-ahead in the sector labels of earlier dates, accepted
+    because there is no history to do better with.
+    """
+    m = master.select(
+        pl.col("Date").alias("mdate"),
+        pl.col("Code").alias("code"),
+        pl.col("S33").alias("s33"),
+        pl.col("Mkt").alias("mkt"),
+    )
+    first_bar = frame.group_by("code").agg(pl.col("date").min().alias("first"))
+    per_code = m.group_by("code").agg(pl.len().alias("n"), pl.col("mdate").min().alias("mdate"))
+    later = per_code.join(first_bar, on="code").filter(pl.col("mdate") > pl.col("first")).height
+    if m.height and per_code["n"].max() == 1 and later > 0:
+        out = frame.join(m.drop("mdate"), on="code", how="left", maintain_order="left")
+        note = (
+            f"master is a single snapshot per code ({m['mdate'].min()}..{m['mdate'].max()}), dated after the "
+            f"first bar of {later} codes: its sector and market are used for every date (a known look-ahead "
+            "in s33/mkt before the snapshot date; no master history to do better)"
+        )
+        return out, {"mode": "snapshot", "codes_backfilled": later, "note": note}
+    # Both sides sorted by (code, date): join_asof matches within each code without a global re-sort.
+    out = frame.join_asof(
+        m.sort("code", "mdate"), left_on="date", right_on="mdate", by="code", check_sortedness=False
+    ).drop("mdate")
+    return out, {"mode": "as_of", "note": "s33/mkt from the latest master row dated on or before each date"}

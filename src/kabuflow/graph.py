@@ -1,0 +1,240 @@
+"""graph: per-date stock graph from trailing pairwise-complete return correlations plus same-sector edges."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import torch
+
+from kabuflow import telemetry
+from kabuflow.artifacts import atomic_write, stamp, write_json
+from kabuflow.config import Config, ConfigError, GraphConfig
+from kabuflow.normalize import load_panel
+
+ATTRS = ("rho", "same_sector", "same_market")
+MIN_VAR = 1e-24  # returns are O(1e-2): a variance this small is a constant (halted) series, not data
+
+
+def _check_cfg(g: GraphConfig) -> None:
+    if not 2 <= g.min_obs <= g.window:
+        raise ConfigError(f"graph.min_obs must be in [2, graph.window={g.window}], got {g.min_obs}")
+    if not 0 <= g.shrinkage < 1 or not 0 <= g.threshold <= 1:
+        raise ConfigError("graph.shrinkage must be in [0, 1) and graph.threshold in [0, 1]")
+    if g.top_k < 0 or g.sector_edges < 0:
+        raise ConfigError("graph.top_k and graph.sector_edges must be >= 0")
+
+
+def _masked_rows(x: torch.Tensor, m: torch.Tensor, rows: torch.Tensor, min_obs: int) -> torch.Tensor:
+    """Pairwise-complete Pearson rho of columns `rows` against every column: [len(rows), n].
+
+    Each pair uses only the sessions both observed: with xc = x centred by its own mean and 0 where
+    missing, counts = M_r^T M, sums = Xc_r^T M, M_r^T Xc, squares likewise, cross = Xc_r^T Xc.
+    """
+    xc = torch.where(m, x - torch.nanmean(x, 0), 0.0)
+    mf = m.to(x.dtype)
+    a, b = xc[:, rows], mf[:, rows]
+    cnt = b.T @ mf
+    si, sj, sij = a.T @ mf, b.T @ xc, a.T @ xc
+    cnt_ = cnt.clamp(min=1)
+    vi, vj = (a * a).T @ mf - si * si / cnt_, b.T @ (xc * xc) - sj * sj / cnt_
+    ok = (cnt >= min_obs) & (vi > MIN_VAR * cnt_) & (vj > MIN_VAR * cnt_)
+    rho = (sij - si * sj / cnt_) / torch.sqrt(vi.clamp(min=MIN_VAR) * vj.clamp(min=MIN_VAR))
+    return torch.where(ok, rho.clamp(-1.0, 1.0), torch.nan)
+
+
+def pairwise_corr(x: torch.Tensor, min_obs: int) -> torch.Tensor:
+    """Pearson correlation of the columns of x [W, n] (NaN = missing) over pairwise-complete sessions.
+
+    NaN where a pair shares fewer than `min_obs` sessions or a series is constant; NaN diagonal.
+    Columns observed on every session (the common case) take one standardized matrix product Z^T Z;
+    only the rows and columns of the rest go through the masked products (`_masked_rows`).
+    """
+    w, n = x.shape
+    m = torch.isfinite(x)
+    cnt = m.sum(0)
+    full = (cnt == w) & (w >= min_obs)
+    xf = torch.where(full, x, 0.0)
+    sd = xf.std(0, correction=0)
+    full &= sd > MIN_VAR**0.5
+    z = torch.where(full, (xf - xf.mean(0)) / (sd.clamp(min=MIN_VAR**0.5) * w**0.5), 0.0)
+    rho = z.T @ z  # [n, n]
+    rho[~full] = torch.nan
+    rho[:, ~full] = torch.nan
+    part = torch.nonzero(~full & (cnt >= min_obs)).flatten()
+    if len(part):
+        rows = _masked_rows(x, m, part, min_obs)
+        rho[part] = rows
+        rho[:, part] = rows.T
+        rho[part[:, None], part] = (rows[:, part] + rows[:, part].T) / 2  # exactly symmetric
+    rho.fill_diagonal_(torch.nan)
+    return rho
+
+
+def _corr_edges(rho_s: torch.Tensor, g: GraphConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each node's top_k neighbours by |rho_shrunk|, kept when |rho_shrunk| >= threshold (directed)."""
+    n = rho_s.shape[0]
+    k = min(g.top_k, n - 1)
+    if k <= 0:
+        return torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
+    score = torch.nan_to_num(rho_s.abs(), nan=-1.0)
+    vals, idx = torch.topk(score, k, dim=1)
+    keep = vals >= g.threshold
+    return torch.arange(n)[:, None].expand(n, k)[keep], idx[keep]
+
+
+def _sector_edges(
+    rho_s: torch.Tensor, sector: np.ndarray, per_node: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to `per_node` same-sector neighbours per node, highest rho first (unknown rho last, then code)."""
+    src, dst = [], []
+    if per_node <= 0:
+        return torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
+    for s in np.unique(sector[sector >= 0]):
+        members = torch.from_numpy(np.flatnonzero(sector == s))
+        if len(members) < 2:
+            continue
+        sub = torch.nan_to_num(rho_s[members[:, None], members], nan=-2.0)  # NaN ranks below any rho
+        sub.fill_diagonal_(-torch.inf)
+        order = torch.sort(sub, dim=1, descending=True, stable=True).indices[
+            :, : min(per_node, len(members) - 1)
+        ]
+        src.append(members[:, None].expand_as(order).flatten())
+        dst.append(members[order].flatten())
+    if not src:
+        return torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
+    return torch.cat(src), torch.cat(dst)
+
+
+def date_edges(
+    r_window: np.ndarray, sector: np.ndarray, market: np.ndarray, g: GraphConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """One date's graph among n nodes: pairs [2, E] (local indices, both directions, sorted by
+    (source, target)) and attr [E, 3] = (rho_shrunk or 0 if unknown, same_sector, same_market).
+
+    r_window: [W, n] returns of the window's sessions (the last row is the date itself, never later).
+    """
+    n = r_window.shape[1]
+    if n == 0:
+        return np.zeros((2, 0), dtype=np.int64), np.zeros((0, len(ATTRS)), dtype=np.float32)
+    rho_s = pairwise_corr(torch.from_numpy(np.asarray(r_window, dtype=np.float64)), g.min_obs) * (
+        1 - g.shrinkage
+    )
+    cs, cd = _corr_edges(rho_s, g)
+    ss, sd = _sector_edges(rho_s, sector, g.sector_edges)
+    src = torch.cat([cs, cd, ss, sd]).numpy()
+    dst = torch.cat([cd, cs, sd, ss]).numpy()  # both directions of every chosen pair
+    key = np.unique(src.astype(np.int64) * n + dst)
+    src, dst = key // n, key % n
+    rho = rho_s[torch.from_numpy(np.minimum(src, dst)), torch.from_numpy(np.maximum(src, dst))].numpy()
+    attr = np.stack(
+        [
+            np.nan_to_num(rho, nan=0.0),
+            (sector[src] == sector[dst]) & (sector[src] >= 0),
+            (market[src] == market[dst]) & (market[src] >= 0),
+        ],
+        axis=1,
+    ).astype(np.float32)
+    return np.stack([src, dst]), attr
+
+
+@contextlib.contextmanager
+def _spool(out: Path) -> Iterator[dict[str, BinaryIO]]:
+    """Append-only scratch files beside the output: E is unknown until the last date is done."""
+    with tempfile.TemporaryDirectory(dir=out, prefix=".graph-") as tmp:
+        files = {name: open(Path(tmp) / name, "w+b") for name in ("src", "dst", "attr")}  # noqa: SIM115
+        try:
+            yield files
+        finally:
+            for fh in files.values():
+                fh.close()
+
+
+def _assemble(out: Path, spool: dict[str, BinaryIO], n_edges: int) -> None:
+    """edge_index [2, E] int32 and edge_attr [E, 3] float32 .npy from the spooled chunks."""
+
+    def read(name: str, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
+        spool[name].flush()
+        return (
+            np.memmap(spool[name].name, dtype=dtype, mode="r", shape=shape)
+            if n_edges
+            else np.empty(shape, dtype)
+        )
+
+    def write_index(tmp: Path) -> None:
+        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int32, shape=(2, n_edges))
+        mm[0], mm[1] = read("src", np.int32, (n_edges,)), read("dst", np.int32, (n_edges,))
+        mm.flush()
+
+    def write_attr(tmp: Path) -> None:
+        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n_edges, len(ATTRS)))
+        mm[:] = read("attr", np.float32, (n_edges, len(ATTRS)))
+        mm.flush()
+
+    atomic_write(out / "edge_index.npy", write_index)
+    atomic_write(out / "edge_attr.npy", write_attr)
+
+
+def _save(path: Path, arr: np.ndarray) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.save(fh, arr)
+
+    atomic_write(path, write)
+
+
+def build(
+    r: np.ndarray, valid: np.ndarray, sector: np.ndarray, market: np.ndarray, g: GraphConfig, out: Path
+) -> np.ndarray:
+    """Write edge_index/edge_attr for every date into `out`; returns offsets [T + 1].
+
+    Date t sees R[t - window + 1 .. t] and the as-of valid/sector/market of t: nothing after t.
+    """
+    t_count = r.shape[0]
+    offsets = np.zeros(t_count + 1, dtype=np.int64)
+    with _spool(out) as spool:
+        for t in range(t_count):
+            nodes = np.flatnonzero(valid[t])
+            window = r[max(0, t - g.window + 1) : t + 1, nodes]
+            pairs, attr = date_edges(window, sector[t, nodes], market[t, nodes], g)
+            nodes.astype(np.int32)[pairs[0]].tofile(spool["src"])
+            nodes.astype(np.int32)[pairs[1]].tofile(spool["dst"])
+            attr.tofile(spool["attr"])
+            offsets[t + 1] = offsets[t] + pairs.shape[1]
+        _assemble(out, spool, int(offsets[-1]))
+    return offsets
+
+
+def graph(cfg: Config, panel: str | Path, out: str | Path) -> dict[str, Any]:
+    """Panel dir -> graph dir: edge_index.npy, edge_attr.npy, offsets.npy (CSR by date), meta.json."""
+    g = cfg.graph
+    _check_cfg(g)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with telemetry.stage("graph") as rec:
+        p = load_panel(panel)
+        rec.rows_in = int(p.valid.sum())
+        offsets = build(p.R, p.valid, p.sector, p.market, g, out)
+        _save(out / "offsets.npy", offsets)
+        per_date = np.diff(offsets)
+        rec.rows_out = int(offsets[-1])
+        meta = {
+            "dates": p.meta["dates"],
+            "codes": p.meta["codes"],
+            "attrs": list(ATTRS),
+            "edges": int(offsets[-1]),
+            "edges_per_date": {
+                "mean": float(per_date.mean()),
+                "min": int(per_date.min()),
+                "max": int(per_date.max()),
+            },
+            "panel_code_version": p.meta.get("code_version", ""),
+            **stamp(cfg, stage="graph"),
+        }
+        write_json(out / "meta.json", meta)
+        write_json(out / "manifest.json", meta)
+    return meta

@@ -1,0 +1,125 @@
+"""ATFT-GAT-FAN: FAN/SAN input norm -> variable selection -> LSTM + interpretable attention -> GATv2 -> quantiles."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.nn import GATv2Conv
+
+from kabuflow.config import ModelConfig
+from kabuflow.model.layers import GRN, GateAddNorm, InputNorm, InterpretableAttention, VariableSelection
+
+EDGE_DIM = 3  # graph edge attributes: rho, same_sector, same_market
+
+
+class GraphBlock(nn.Module):
+    """GATv2 layers over the day's stock graph, joined to the temporal state by a learned gate.
+
+    g = stack of LayerNorm(g + ELU(GATv2(g, edges, edge_attr))) starting from h; then
+    out = (1 - z) * h + z * g with z = sigmoid(W [h, g]) per stock and channel, so the model can
+    ignore neighbours where they carry nothing (z -> 0) and the gate is readable afterwards.
+    """
+
+    def __init__(self, d_model: int, layers: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        if d_model % heads:
+            raise ValueError(f"model.hidden ({d_model}) must be divisible by model.gat_heads ({heads})")
+        self.convs = nn.ModuleList(
+            GATv2Conv(d_model, d_model // heads, heads=heads, edge_dim=EDGE_DIM, dropout=dropout)
+            for _ in range(layers)
+        )
+        self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(layers))
+        self.gate = nn.Linear(2 * d_model, d_model)
+
+    def forward(self, h: Tensor, edge_index: Tensor, edge_attr: Tensor) -> tuple[Tensor, Tensor]:
+        """h: [N, D]; edge_index: [2, E] long; edge_attr: [E, 3] -> (out [N, D], gate [N, D])."""
+        g = h
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            g = norm(g + F.elu(conv(g, edge_index, edge_attr)))  # [N, D] (heads concatenated)
+        z = torch.sigmoid(self.gate(torch.cat([h, g], -1)))  # [N, D]
+        return (1 - z) * h + z * g, z
+
+
+class QuantileHead(nn.Module):
+    """Per-horizon quantiles that cannot cross: the median plus cumulative softplus offsets either side."""
+
+    def __init__(self, d_model: int, n_horizons: int, quantiles: tuple[float, ...]) -> None:
+        super().__init__()
+        if 0.5 not in quantiles or list(quantiles) != sorted(quantiles):
+            raise ValueError(f"model.quantiles must be increasing and contain 0.5, got {quantiles}")
+        self.n_h, self.n_q, self.mid = n_horizons, len(quantiles), quantiles.index(0.5)
+        self.fc = nn.Linear(d_model, n_horizons * self.n_q)
+        nn.init.normal_(self.fc.weight, std=0.01)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, h: Tensor) -> Tensor:
+        """h: [N, D] -> quantiles [N, H, Q], increasing along Q."""
+        raw = self.fc(h).view(-1, self.n_h, self.n_q)  # [N, H, Q]
+        mid = raw[..., self.mid : self.mid + 1]  # [N, H, 1]
+        up = mid + F.softplus(raw[..., self.mid + 1 :]).cumsum(-1)  # [N, H, Q - mid - 1]
+        down = mid - F.softplus(raw[..., : self.mid]).flip(-1).cumsum(-1).flip(-1)  # [N, H, mid]
+        return torch.cat([down, mid, up], -1)
+
+
+class ATFTGATFAN(nn.Module):
+    """The ranking model. One forward = one trading day's cross-section.
+
+    x: [N, L, F] (N stocks, L-day history, F features), the day's graph (edge_index [2, E],
+    edge_attr [E, 3]) -> quantiles [N, H, Q] and an aux dict with the variable-selection weights
+    [N, c*F], the attention over past days [N, heads, L] and the graph gate [N, D].
+    """
+
+    def __init__(self, cfg: ModelConfig, n_features: int, n_horizons: int) -> None:
+        super().__init__()
+        self.cfg, self.n_features, self.n_horizons = cfg, n_features, n_horizons
+        d = cfg.hidden
+        self.input_norm = InputNorm(cfg.input_norm, cfg.fan_k, cfg.san_slice)
+        self.vsn = VariableSelection(InputNorm.CHANNELS[cfg.input_norm] * n_features, d, cfg.dropout)
+        lstm_dropout = cfg.dropout if cfg.lstm_layers > 1 else 0.0
+        self.lstm = nn.LSTM(d, d, num_layers=cfg.lstm_layers, batch_first=True, dropout=lstm_dropout)
+        self.lstm_gate = GateAddNorm(d, cfg.dropout)
+        self.attn = InterpretableAttention(d, cfg.heads, cfg.dropout)
+        self.attn_gate = GateAddNorm(d, cfg.dropout)
+        self.ffn = GRN(d, d, d, cfg.dropout)
+        self.graph = GraphBlock(d, cfg.gat_layers, cfg.gat_heads, cfg.dropout) if cfg.use_graph else None
+        self.head = QuantileHead(d, n_horizons, tuple(cfg.quantiles))
+
+    def forward(
+        self, x: Tensor, edge_index: Tensor | None = None, edge_attr: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """x: [N, L, F]; edge_index [2, E] / edge_attr [E, 3] (ignored without a graph block)."""
+        z = self.input_norm(x)  # [N, L, c*F]
+        e, w = self.vsn(z)  # [N, L, D], [N, c*F]
+        o, _ = self.lstm(e)  # [N, L, D]
+        s = self.lstm_gate(o, e)  # [N, L, D]
+        a, attn = self.attn(s)  # [N, D], [N, heads, L]
+        h = self.ffn(self.attn_gate(a, s[:, -1]))  # [N, D]
+        aux = {"vsn_weights": w, "attention": attn}
+        if self.graph is not None:
+            if edge_index is None or edge_attr is None:
+                raise ValueError("model.use_graph is on but no graph was passed for the day")
+            h, aux["graph_gate"] = self.graph(h, edge_index, edge_attr)  # [N, D], [N, D]
+        return self.head(h), aux
+
+
+def n_params(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def model_config_to_dict(cfg: ModelConfig) -> dict[str, Any]:
+    """Plain dict (tuples as lists) so a checkpoint loads with torch.load(weights_only=True)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def model_config_from_dict(d: dict[str, Any]) -> ModelConfig:
+    """Inverse of model_config_to_dict; unknown keys are an error (a checkpoint from another version)."""
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"checkpoint model config has unknown keys {unknown}")
+    return ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})

@@ -1,0 +1,108 @@
+"""Stylized facts of daily bars: one code path for the synthetic market and real J-Quants data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+
+# What a split ratio is called, by AdjFactor on the ex-date (J-Quants: 0.5 = one share became two).
+SPLIT_NAMES = {0.5: "1:2", 1 / 3: "1:3", 0.25: "1:4", 0.2: "1:5", 0.1: "1:10", 2.0: "2:1", 5.0: "5:1", 10.0: "10:1"}
+
+
+def daily_returns(bars: pl.DataFrame) -> pl.DataFrame:
+    """Log close-to-close returns from AdjC per code, over traded rows only (Vo > 0).
+
+    Zero-volume rows are dropped first: real downloads carry holidays and untraded days as rows with
+    Vo = 0 and a copied close, which would count as fake zero returns.
+    """
+    return (
+        bars.lazy()
+        .filter((pl.col("Vo") > 0) & (pl.col("AdjC") > 0))
+        .select("Code", "Date", "AdjC")
+        .sort("Code", "Date")
+        .with_columns(r=pl.col("AdjC").log().diff().over("Code"))
+        .filter(pl.col("r").is_not_null() & pl.col("r").is_finite())
+        .select("Code", "Date", "r")
+        .collect()
+    )
+
+
+def _per_stock(rets: pl.DataFrame, min_days: int) -> pl.DataFrame:
+    """Per-code volatility, excess kurtosis, lag-1 autocorrelation of |r| and share of zero returns."""
+    a = pl.col("r").abs()
+    return (
+        rets.group_by("Code")
+        .agg(
+            n=pl.len(),
+            vol=pl.col("r").std(),
+            kurt=pl.col("r").kurtosis(fisher=True),
+            acf_abs=pl.corr(a, a.shift(1)),
+            zero=(pl.col("r") == 0).mean(),
+        )
+        .filter(pl.col("n") >= min_days)
+    )
+
+
+def _mean_pairwise_corr(rets: pl.DataFrame, max_stocks: int) -> float:
+    """Median over calendar years of the mean off-diagonal correlation of fully observed stocks.
+
+    Uses sum_ij corr_ij = |Z 1|^2 / T for standardized columns Z, so it is O(T N), not O(N^2).
+    """
+    yearly = []
+    for (_,), df in rets.with_columns(y=pl.col("Date").dt.year()).group_by(["y"], maintain_order=True):
+        wide = df.pivot(on="Code", index="Date", values="r", sort_columns=True).drop("Date")
+        days = wide.height
+        if days < 120:
+            continue
+        full = [c for c in wide.columns if wide[c].null_count() == 0]
+        full = full[:: max(1, math.ceil(len(full) / max_stocks))]
+        if len(full) < 10:
+            continue
+        x = wide.select(full).to_numpy()
+        sd = x.std(axis=0)
+        x = x[:, sd > 0]
+        z = (x - x.mean(axis=0)) / x.std(axis=0)
+        n = z.shape[1]
+        yearly.append((np.square(z.sum(axis=1)).sum() / days - n) / (n * (n - 1)))
+    return float(np.median(yearly)) if yearly else float("nan")
+
+
+def split_ratios(bars: pl.DataFrame) -> dict[str, float]:
+    """Share of each split/consolidation ratio among ex-dates (AdjFactor != 1); {} when none."""
+    f = bars.filter((pl.col("AdjFactor") != 1.0) & pl.col("AdjFactor").is_not_null())["AdjFactor"].to_numpy()
+    if len(f) == 0:
+        return {}
+    names = np.array([min(SPLIT_NAMES, key=lambda k, v=v: abs(math.log(k / v))) for v in f])
+    out = {}
+    for k, name in SPLIT_NAMES.items():
+        share = float(np.mean(names == k))
+        if share > 0:
+            out[name] = share
+    return out
+
+
+def stylized_facts(bars: pl.DataFrame, min_days: int = 250, max_stocks: int = 800) -> dict[str, float]:
+    """Median-stock statistics of daily returns that any plausible model of the TSE must reproduce.
+
+    `vol`: median daily std of log returns; `kurt`: median excess kurtosis; `acf_abs`: median lag-1
+    autocorrelation of |r| (volatility clustering); `corr`: mean pairwise correlation (median over
+    years); `dispersion`: median over dates of the cross-sectional std; `zero_share`: median share of
+    zero-return days; `splits_per_1000`: ex-dates per 1,000 stock-years.
+    """
+    rets = daily_returns(bars)
+    per = _per_stock(rets, min_days)
+    disp = rets.group_by("Date").agg(s=pl.col("r").std(), n=pl.len()).filter(pl.col("n") >= 20)["s"]
+    stock_years = bars.height / 245.0
+    n_splits = bars.filter((pl.col("AdjFactor") != 1.0) & pl.col("AdjFactor").is_not_null()).height
+    return {
+        "stocks": float(per.height),
+        "vol": float(per["vol"].median()),
+        "kurt": float(per["kurt"].median()),
+        "acf_abs": float(per["acf_abs"].median()),
+        "corr": _mean_pairwise_corr(rets, max_stocks),
+        "dispersion": float(disp.median()),
+        "zero_share": float(per["zero"].median()),
+        "splits_per_1000": 1000.0 * n_splits / stock_years if stock_years else float("nan"),
+    }

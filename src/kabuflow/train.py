@@ -1,0 +1,141 @@
+"""train-fold: one walk-forward fold x one model kind (atft | lightgbm | ridge | reversal_5d | momentum_60d)."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+import torch.distributed as dist
+
+from kabuflow import telemetry
+from kabuflow.artifacts import atomic_write, stamp, write_json, write_parquet
+from kabuflow.baselines import run_baseline
+from kabuflow.config import Config, code_version
+from kabuflow.model.atft_gat_fan import model_config_to_dict, n_params
+from kabuflow.normalize import Panel
+from kabuflow.train_atft import deterministic, fit_atft, resolve_device
+from kabuflow.train_data import DayData, Graph, as_graph, as_panel, fold_days, read_fold
+from kabuflow.train_predict import predict_days, prediction_table, split_metrics
+
+MODELS = ("atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d")
+CHECKPOINT = "checkpoint.pt"
+
+
+def _dist_env(device: torch.device) -> tuple[int, int, torch.device]:
+    """(rank, world, device) under torchrun (WORLD_SIZE > 1 in the environment), else (0, 1, device)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return dist.get_rank(), world, device
+
+
+def _train_atft(cfg: Config, panel: Panel, graph: Any, days: dict[str, np.ndarray], k: int, out: Path) -> tuple[pl.DataFrame | None, dict]:
+    """Fit on the fold's train dates (val early-stops), then score val and test; rank 0 writes model.pt.
+
+    The fit sees a DayData that ends at the last validation date, so test dates are not even in memory
+    while weights change; a second DayData up to the test end exists only for scoring.
+    """
+    rank, world, device = _dist_env(resolve_device(cfg.train.device))
+    deterministic(device)
+    g = as_graph(graph) if cfg.model.use_graph else None
+    t0 = time.perf_counter()
+    fit_data = DayData(panel, g, int(days["val"][-1]), device)
+    res = fit_atft(cfg, fit_data, days, out / CHECKPOINT, fold=k, rank=rank, world=world)
+    fit_seconds = time.perf_counter() - t0
+    del fit_data
+    info = {
+        "best_epoch": res.best_epoch,
+        "val_score": res.best_score,
+        "epochs_run": len(res.history),
+        "n_params": n_params(res.model),
+        "fit_seconds": fit_seconds,
+        "stock_days_per_s": float(np.mean([h["stock_days_per_s"] for h in res.history])) if res.history else 0.0,
+        "history": res.history,
+        "world_size": world,
+    }
+    if rank != 0:
+        return None, info
+    data = DayData(panel, g, int(days["test"][-1]), device)
+    quantiles = tuple(cfg.model.quantiles)
+    tables = [
+        prediction_table(panel, "atft", k, split, predict_days(res.model, data, days[split], cfg.train.bf16), quantiles)
+        for split in ("val", "test")
+    ]
+    blob = {
+        "state_dict": {n: v.detach().cpu() for n, v in res.model.state_dict().items()},
+        "config": cfg.to_dict(),
+        "model_config": model_config_to_dict(cfg.model),
+        "feature_names": panel.feature_names,
+        "horizons": panel.horizons,
+        "code_version": code_version(),
+        "fold": k,
+    }
+    atomic_write(out / "model.pt", lambda p: torch.save(blob, p))
+    (out / CHECKPOINT).unlink(missing_ok=True)  # the run is complete; model.pt supersedes it
+    return pl.concat(tables).sort("code", "date", "horizon"), info
+
+
+def _flat_metrics(nested: dict[str, dict[str, dict[str, float]]]) -> dict[str, float]:
+    """{"val_rank_ic_5d": ..., "test_ic_1d": ...}: the numbers KFP's Metrics artifact shows."""
+    flat = {}
+    for split, per_h in nested.items():
+        for h, values in per_h.items():
+            for name in ("rank_ic", "ic"):
+                v = values[name]
+                flat[f"{split}_{name}_{h}"] = v if math.isfinite(v) else float("nan")
+    return flat
+
+
+def train_fold(
+    cfg: Config,
+    panel: Panel | str | Path,
+    graph: Graph | str | Path | None,
+    folds: str | Path | list[dict[str, Any]],
+    k: int,
+    model: str,
+    out: str | Path,
+) -> dict[str, Any]:
+    """Train `model` on fold k's train dates (validation only early-stops) and predict its val and test dates.
+
+    Writes to out: predictions.parquet (schema.PREDICTIONS), history.json, metrics.json, manifest.json and
+    the model file (atft: model.pt; lightgbm: lightgbm_<h>d.txt; ridge: ridge.json; factors: factor.json).
+    Under torchrun only rank 0 writes. Returns the manifest (with flat `metrics`).
+    """
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r} (known: {', '.join(MODELS)})")
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    p = as_panel(panel)
+    fold = read_fold(folds, k)
+    days = fold_days(fold, p.dates)
+    with telemetry.stage("train-fold") as rec:
+        rec.rows_in = int(sum(np.asarray(p.valid[days[s]]).sum() for s in days))
+        if model == "atft":
+            pred, info = _train_atft(cfg, p, graph, days, k, out)
+        else:
+            pred, info = run_baseline(cfg, p, days, model, k, out)
+        if pred is None:  # a non-zero torchrun rank: rank 0 writes the artifacts
+            return {"rank": info["world_size"], "model": model, "fold": k}
+        rec.rows_out = pred.height
+    nested = split_metrics(pred)
+    history = info.pop("history", [])
+    metrics = {"model": model, "fold": k, "splits": nested, **info}
+    write_parquet(out / "predictions.parquet", pred)
+    write_json(out / "history.json", history)
+    write_json(out / "metrics.json", metrics)
+    manifest = stamp(cfg, stage="train-fold", model=model, fold=fold, metrics=_flat_metrics(nested), rows=pred.height)
+    write_json(out / "manifest.json", manifest)
+    return manifest

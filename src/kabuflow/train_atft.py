@@ -1,0 +1,266 @@
+"""ATFT-GAT-FAN training loop: one day per batch, AdamW + warmup/cosine, early stopping on validation RankIC,
+an atomic checkpoint every epoch (bit-exact resume), and data-parallel ranks over days (DDP-ready)."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from kabuflow import telemetry
+from kabuflow.artifacts import atomic_write
+from kabuflow.config import Config
+from kabuflow.model.atft_gat_fan import ATFTGATFAN
+from kabuflow.model.losses import day_loss, horizon_weights, long_short_return, masked_standardize, rank_ic, sharpe_loss
+from kabuflow.train_data import DayData, day_seed
+
+EpochHook = Callable[[int, float], None]
+
+
+@dataclass
+class FitState:
+    """Everything besides model/optimizer/scheduler that a resumed run needs (kept in the checkpoint)."""
+
+    epoch: int = 0  # epochs completed
+    best_score: float = -math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    stopped: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_state: dict[str, torch.Tensor] | None = None
+
+
+@dataclass
+class FitResult:
+    """The trained model (best validation epoch, or the last one when early stopping is off) and its history."""
+
+    model: ATFTGATFAN
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_score: float
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is an error the user can act on."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("train.device is cuda but no GPU is visible; use train.device=auto or cpu")
+    return torch.device(name)
+
+
+def epoch_days(train_days: np.ndarray, seed: int, epoch: int, per_epoch: int, group: int) -> np.ndarray:
+    """The epoch's shuffled training days: a function of (seed, epoch) only, so a resumed run and every
+    rank agree. Optionally the first `per_epoch` of them; trimmed to a multiple of the days per step."""
+    order = np.random.default_rng([seed, epoch]).permutation(train_days)
+    if per_epoch:
+        order = order[:per_epoch]
+    return order[: len(order) // group * group]
+
+
+def _schedule(opt: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup then cosine decay to 0 over `total` steps (warmup capped at a quarter of them)."""
+    warmup = max(1, min(warmup, total // 4))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def _autocast(cfg: Config, device: torch.device) -> torch.autocast:
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.bf16 and device.type == "cuda")
+
+
+def _step_loss(fwd: Any, data: DayData, days: np.ndarray, cfg: Config, epoch: int, w: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Mean loss over this step's days (+ the optional Sharpe term across them) and the stock-days seen."""
+    tc, quantiles = cfg.train, tuple(cfg.model.quantiles)
+    losses, rets, n = [], [], 0
+    for t in days:
+        seed = day_seed(tc.seed, epoch, int(t))
+        gen = torch.Generator().manual_seed(seed)
+        idx = data.stocks(int(t), tc.max_stocks_per_day, gen)
+        b = data.day(int(t), cfg.model.lookback, idx, gen if tc.shuffle_labels else None)
+        torch.manual_seed(seed)  # dropout masks depend on the day, not on the process that runs it
+        with _autocast(cfg, data.device):
+            q, _ = fwd(b.x, b.edge_index, b.edge_attr)  # [n, H, Q]
+        q = q.float()
+        losses.append(day_loss(q, b.y, b.mask, quantiles, w, tc.rank_weight, tc.rank_temperature))
+        if tc.sharpe_weight:
+            y = masked_standardize(torch.nan_to_num(b.y), b.mask)
+            rets.append(long_short_return(q[..., quantiles.index(0.5)], y, b.mask))
+        n += len(idx)
+    loss = torch.stack(losses).mean()
+    if tc.sharpe_weight:  # Sharpe over this rank's days of the step (one day: the return itself)
+        loss = loss + tc.sharpe_weight * (sharpe_loss(torch.stack(rets)) * w).sum()
+    return loss, n
+
+
+def _allreduce_grads(model: torch.nn.Module, world: int) -> None:
+    """Average gradients over ranks in one flat buffer (what DDP does, minus its bucketing)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for p in params:
+        p.grad.copy_(flat[offset : offset + p.numel()].view_as(p))
+        offset += p.numel()
+
+
+def _train_epoch(fwd: Any, model: ATFTGATFAN, opt: Any, sched: Any, data: DayData, days: np.ndarray, cfg: Config, epoch: int, w: torch.Tensor, rank: int, world: int) -> tuple[float, int]:
+    """One pass over the epoch's days; rank r takes days[r::world]. Returns (mean loss, stock-days)."""
+    model.train()
+    dps = cfg.train.days_per_step
+    order = epoch_days(days, cfg.train.seed, epoch, cfg.train.days_per_epoch, dps * world)
+    mine = order[rank::world]
+    total, n_seen = torch.zeros((), device=data.device), 0
+    for s in range(len(mine) // dps):
+        opt.zero_grad(set_to_none=True)
+        loss, n = _step_loss(fwd, data, mine[s * dps : (s + 1) * dps], cfg, epoch, w)
+        loss.backward()
+        if world > 1:
+            _allreduce_grads(model, world)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+        opt.step()
+        sched.step()
+        total += loss.detach()
+        n_seen += n
+    return float(total) / max(1, len(mine) // dps), n_seen
+
+
+@torch.no_grad()
+def val_rank_ic(model: ATFTGATFAN, data: DayData, days: np.ndarray, w: torch.Tensor, bf16: bool = False) -> tuple[float, list[float]]:
+    """Early-stopping metric: mean daily Spearman of the median score vs the raw label, per horizon, and
+    their horizon-weighted mean (train.horizon_weights: one number that leans on 5d but uses all)."""
+    model.eval()
+    mid, per_day = tuple(model.cfg.quantiles).index(0.5), []
+    for t in days:
+        idx = data.stocks(int(t))
+        b = data.day(int(t), model.cfg.lookback, idx)
+        with torch.autocast(data.device.type, dtype=torch.bfloat16, enabled=bf16 and data.device.type == "cuda"):
+            q, _ = model(b.x, b.edge_index, b.edge_attr)
+        y = data.Y_raw[int(t), idx].float()  # [n, H]
+        per_day.append(rank_ic(q.float()[..., mid], torch.nan_to_num(y), ~torch.isnan(y)))
+    per_h = torch.stack(per_day).nanmean(0)  # [H]
+    score = float(torch.nansum(per_h * w))
+    return score, [float(v) for v in per_h]
+
+
+def _save(path: Path, model: ATFTGATFAN, opt: Any, sched: Any, st: FitState, fingerprint: str) -> None:
+    """Atomic checkpoint: a killed run leaves the previous epoch's file intact."""
+    blob = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "rng_torch": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "fingerprint": fingerprint,
+        **{k: v for k, v in st.__dict__.items()},
+    }
+    atomic_write(path, lambda p: torch.save(blob, p))
+
+
+def _load(path: Path, model: ATFTGATFAN, opt: Any, sched: Any, fingerprint: str, device: torch.device) -> FitState:
+    blob = torch.load(path, map_location=device, weights_only=True)
+    if blob["fingerprint"] != fingerprint:
+        raise RuntimeError(f"checkpoint {path} was written by a different config/fold; delete it to start over")
+    model.load_state_dict(blob["model"])
+    opt.load_state_dict(blob["optimizer"])
+    sched.load_state_dict(blob["scheduler"])
+    torch.set_rng_state(blob["rng_torch"].cpu())
+    if blob["rng_cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in blob["rng_cuda"]])
+    return FitState(**{k: blob[k] for k in FitState.__dataclass_fields__})
+
+
+def _gpu_mem(device: torch.device) -> float:
+    return float(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else 0.0
+
+
+def _end_epoch(st: FitState, score: float, model: ATFTGATFAN, patience: int) -> None:
+    """Track the best validation epoch (a copy of its weights) and the early-stopping counter."""
+    if score > st.best_score:
+        st.best_score, st.best_epoch, st.bad_epochs = score, st.epoch, 0
+        st.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    else:
+        st.bad_epochs += 1
+    st.epoch += 1
+    st.stopped = patience > 0 and st.bad_epochs >= patience
+
+
+def fit_atft(
+    cfg: Config,
+    data: DayData,
+    days: dict[str, np.ndarray],
+    ckpt: Path | None,
+    *,
+    fold: int = 0,
+    rank: int = 0,
+    world: int = 1,
+    on_epoch_end: EpochHook | None = None,
+) -> FitResult:
+    """Train on days['train'], early-stop on days['val']; checkpoint to `ckpt` (rank 0) and resume from it.
+
+    With world > 1 (torch.distributed initialised by the caller), rank r trains on days[r::world] of each
+    step's group and gradients are averaged, so 2 ranks x 1 day equal 1 process x 2 days per step.
+    patience <= 0 turns early stopping off: all epochs run and the last weights are kept.
+    `on_epoch_end(epoch, val_score)` runs after the checkpoint (Optuna pruning; tests simulate a kill).
+    """
+    tc = cfg.train
+    torch.manual_seed(tc.seed)
+    model = ATFTGATFAN(cfg.model, data.X.shape[2], data.Y.shape[2]).to(data.device)
+    if world > 1:
+        for p in model.parameters():
+            dist.broadcast(p.data, 0)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    group = tc.days_per_step * world
+    steps = len(epoch_days(days["train"], tc.seed, 0, tc.days_per_epoch, group)) // group
+    if steps == 0:
+        raise ValueError(f"fold {fold}: {len(days['train'])} training days, fewer than one step of {group}")
+    sched = _schedule(opt, tc.warmup_steps, steps * tc.epochs)
+    fingerprint = repr((cfg.model, tc, fold, len(days["train"]), len(days["val"]), world))
+    st = _load(ckpt, model, opt, sched, fingerprint, data.device) if ckpt and ckpt.exists() else FitState()
+    fwd = torch.compile(model, dynamic=True) if tc.compile else model
+    w = horizon_weights(tc.horizon_weights, data.Y.shape[2], data.device)
+    while st.epoch < tc.epochs and not st.stopped:
+        t0 = time.perf_counter()
+        loss, n_seen = _train_epoch(fwd, model, opt, sched, data, days["train"], cfg, st.epoch, w, rank, world)
+        speed = n_seen * world / (time.perf_counter() - t0)
+        score, per_h = val_rank_ic(model, data, days["val"], w, tc.bf16)
+        if world > 1:  # rank 0's verdict for everyone, so the ranks never disagree on stopping
+            buf = torch.tensor([score], device=data.device)
+            dist.broadcast(buf, 0)
+            score = float(buf)
+        st.history.append({"epoch": st.epoch, "train_loss": loss, "val_rank_ic": score, "val_rank_ic_h": per_h, "stock_days_per_s": speed, "seconds": time.perf_counter() - t0})
+        _end_epoch(st, score, model, tc.patience)
+        if rank == 0 and ckpt is not None:
+            _save(ckpt, model, opt, sched, st, fingerprint)
+            telemetry.record_epoch("atft", fold, epoch=st.epoch - 1, train_loss=loss, val_rank_ic=score, stock_days_per_s=speed, gpu_mem_bytes=_gpu_mem(data.device))
+        if world > 1:
+            dist.barrier()
+        if on_epoch_end is not None:
+            on_epoch_end(st.epoch - 1, score)
+    if tc.patience > 0 and st.best_state is not None:
+        model.load_state_dict(st.best_state)
+    return FitResult(model, st.history, st.best_epoch if tc.patience > 0 else st.epoch - 1, st.best_score)
+
+
+def deterministic(device: torch.device) -> None:
+    """Deterministic kernels where torch has them (warn, not fail, where it has none)."""
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)

@@ -1,0 +1,163 @@
+"""Training inputs: the panel and graph as device tensors, fold date splits, and one-day batches sliced on device."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from kabuflow.normalize import Panel, load_panel
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Graph:
+    """Per-date stock graph in CSR-by-date form (docs/architecture.md, graph)."""
+
+    edge_index: np.ndarray  # [2, E] int32, indices into the panel's code axis
+    edge_attr: np.ndarray  # [E, 3] float32: rho, same_sector, same_market
+    offsets: np.ndarray  # [T + 1] int64: edges of date t are offsets[t]:offsets[t+1]
+
+
+def load_graph(path: str | Path) -> Graph:
+    """Memory-map a graph directory; the CSR arrays are checked against each other."""
+    path = Path(path)
+    arrays = {}
+    for name in ("edge_index", "edge_attr", "offsets"):
+        file = path / f"{name}.npy"
+        if not file.exists():
+            raise FileNotFoundError(f"graph {path}: missing {file.name}")
+        arrays[name] = np.load(file, mmap_mode="r")
+    g = Graph(**arrays)
+    n_edges = g.edge_index.shape[1]
+    if g.edge_attr.shape != (n_edges, 3) or int(g.offsets[-1]) != n_edges:
+        raise ValueError(f"graph {path}: edge_attr {g.edge_attr.shape} / offsets end {g.offsets[-1]} != E={n_edges}")
+    return g
+
+
+def as_panel(panel: Panel | str | Path) -> Panel:
+    """A loaded panel, or the panel at a path."""
+    return panel if isinstance(panel, Panel) else load_panel(panel)
+
+
+def as_graph(graph: Graph | str | Path | None) -> Graph | None:
+    """A loaded graph, the graph at a path, or None."""
+    return graph if graph is None or isinstance(graph, Graph) else load_graph(graph)
+
+
+def read_fold(folds: str | Path | list[dict[str, Any]], k: int) -> dict[str, Any]:
+    """Fold k as a dict with ISO dates (train_start ... test_end), from the folds file or a list of dicts.
+
+    Accepts the folds file as a JSON list of folds or {"folds": [...]}; objects with `to_dict()` too.
+    """
+    items: Any = folds
+    if isinstance(folds, str | Path):
+        items = json.loads(Path(folds).read_text())
+        items = items["folds"] if isinstance(items, dict) else items
+    items = [f.to_dict() if hasattr(f, "to_dict") else dict(f) for f in items]
+    match = [f for f in items if int(f["k"]) == k]
+    if not match:
+        raise ValueError(f"fold {k} not in folds (have {[int(f['k']) for f in items]})")
+    return match[0]
+
+
+def fold_days(fold: dict[str, Any], dates: list[dt.date]) -> dict[str, np.ndarray]:
+    """Panel time indices of the fold's train, val and test dates (each a sorted int64 array)."""
+    d = np.array([x.toordinal() for x in dates])
+    out = {}
+    for split in SPLITS:
+        lo = dt.date.fromisoformat(str(fold[f"{split}_start"])).toordinal()
+        hi = dt.date.fromisoformat(str(fold[f"{split}_end"])).toordinal()
+        out[split] = np.flatnonzero((d >= lo) & (d <= hi)).astype(np.int64)
+        if len(out[split]) == 0:
+            raise ValueError(f"fold {fold['k']}: no panel dates in {split} {fold[f'{split}_start']}..{fold[f'{split}_end']}")
+    assert out["train"][-1] < out["val"][0] <= out["val"][-1] < out["test"][0], "fold splits out of time order"
+    return out
+
+
+@dataclass
+class DayBatch:
+    """One trading day's cross-section, ready for the model."""
+
+    t: int
+    idx: Tensor  # [n] long: positions on the panel's code axis
+    x: Tensor  # [n, L, F] float32
+    y: Tensor  # [n, H] standardized labels (NaN = none)
+    mask: Tensor  # [n, H] bool: label present
+    edge_index: Tensor  # [2, e] long, local to the batch's n stocks
+    edge_attr: Tensor  # [e, 3] float32
+
+
+def day_seed(seed: int, epoch: int, t: int) -> int:
+    """A per-(seed, epoch, day) RNG seed: dropout and subsampling do not depend on which process runs the day."""
+    return ((seed * 1_000_003 + epoch) * 100_003 + t) % (2**63 - 1)
+
+
+class DayData:
+    """Panel and graph tensors on one device, holding dates up to `t_end` only.
+
+    On CUDA the whole panel lives on the GPU and batches are sliced there (no DataLoader, no host
+    round-trip). Nothing after `t_end` is copied, so a caller that passes the last date it may see
+    cannot read past it.
+    """
+
+    def __init__(self, panel: Panel, graph: Graph | None, t_end: int, device: torch.device) -> None:
+        sl = slice(0, t_end + 1)
+        self.device, self.t_end = device, t_end
+        self.X = torch.from_numpy(np.array(panel.X[sl])).to(device)  # [T', N, F]
+        self.Y = torch.from_numpy(np.array(panel.Y[sl])).to(device)  # [T', N, H]
+        self.Y_raw = torch.from_numpy(np.array(panel.Y_raw[sl])).to(device)  # [T', N, H]
+        self.valid = torch.from_numpy(np.array(panel.valid[sl])).to(device)  # [T', N]
+        self.n_codes = self.X.shape[1]
+        self.graph = None
+        if graph is not None:
+            e_end = int(graph.offsets[t_end + 1])
+            self.graph = (
+                torch.from_numpy(np.array(graph.edge_index[:, :e_end])).to(device).long(),  # [2, E']
+                torch.from_numpy(np.array(graph.edge_attr[:e_end])).to(device).float(),  # [E', 3]
+                np.asarray(graph.offsets[: t_end + 2]),
+            )
+
+    def stocks(self, t: int, max_stocks: int = 0, gen: torch.Generator | None = None) -> Tensor:
+        """Valid stocks of day t, optionally a random subset of at most max_stocks (sorted)."""
+        idx = self.valid[t].nonzero().squeeze(1)  # [n]
+        if max_stocks and len(idx) > max_stocks:
+            pick = torch.randperm(len(idx), generator=gen)[:max_stocks].sort().values
+            idx = idx[pick.to(idx.device)]
+        return idx
+
+    def day(self, t: int, lookback: int, idx: Tensor, shuffle_gen: torch.Generator | None = None) -> DayBatch:
+        """Batch for day t over stocks idx; x uses X[t-L+1..t] only (zeros before the panel starts).
+
+        shuffle_gen: permute the labels among the day's stocks (the shuffled-label control run).
+        """
+        assert 0 <= t <= self.t_end, f"day {t} outside the data this process holds (<= {self.t_end})"
+        lo = max(0, t - lookback + 1)
+        x = self.X[lo : t + 1, idx].float().permute(1, 0, 2)  # [n, l, F]
+        if x.shape[1] < lookback:
+            x = torch.nn.functional.pad(x, (0, 0, lookback - x.shape[1], 0))  # [n, L, F]
+        y = self.Y[t, idx].float()  # [n, H]
+        if shuffle_gen is not None:
+            y = y[torch.randperm(len(idx), generator=shuffle_gen).to(y.device)]
+        mask = ~torch.isnan(y)
+        ei, ea = self._edges(t, idx)
+        return DayBatch(t, idx, x.contiguous(), y, mask, ei, ea)
+
+    def _edges(self, t: int, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """Day t's edges among the stocks idx, renumbered 0..n-1 (edges to other stocks dropped)."""
+        if self.graph is None:
+            return torch.zeros(2, 0, dtype=torch.long, device=self.device), torch.zeros(0, 3, device=self.device)
+        ei_all, ea_all, off = self.graph
+        ei, ea = ei_all[:, off[t] : off[t + 1]], ea_all[off[t] : off[t + 1]]  # [2, e], [e, 3]
+        local = torch.full((self.n_codes,), -1, dtype=torch.long, device=self.device)
+        local[idx] = torch.arange(len(idx), device=self.device)
+        src, dst = local[ei[0]], local[ei[1]]  # [e]
+        keep = (src >= 0) & (dst >= 0)
+        return torch.stack([src[keep], dst[keep]]), ea[keep]

@@ -1,0 +1,149 @@
+"""Prediction tables in schema.PREDICTIONS, their RankIC/IC, and loading a trained ATFT model to score dates."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from kabuflow import schema
+from kabuflow.model.atft_gat_fan import ATFTGATFAN, model_config_from_dict
+from kabuflow.normalize import Panel
+from kabuflow.train_data import DayData, Graph, as_graph, as_panel
+
+Q_COLS = {0.1: "q10", 0.25: "q25", 0.5: "q50", 0.75: "q75", 0.9: "q90"}
+
+
+def prediction_table(
+    panel: Panel,
+    model: str,
+    fold: int,
+    split: str,
+    rows: dict[str, np.ndarray],
+    quantiles: tuple[float, ...] = (),
+    with_labels: bool = True,
+) -> pl.DataFrame:
+    """Long schema.PREDICTIONS frame from per-stock-day arrays.
+
+    rows: t [R] (date index), s [R] (code index), score [R, H]; optional q [R, H, Q] for `quantiles`.
+    The label is the raw realised y_h from Y_raw (null where unknown or with_labels=False); q* columns
+    the model does not produce are null. Sorted by (code, date, horizon).
+    """
+    t, s, score = rows["t"], rows["s"], rows["score"]
+    horizons = np.asarray(panel.horizons, dtype=np.int32)
+    n_h = len(horizons)
+    label = np.asarray(panel.Y_raw[t, s], dtype=np.float64) if with_labels else np.full(score.shape, np.nan)
+    dates = np.asarray(panel.meta["dates"], dtype="datetime64[D]")
+    codes = np.asarray(panel.codes)
+    cols: dict[str, Any] = {
+        "date": np.repeat(dates[t], n_h),
+        "code": np.repeat(codes[s], n_h),
+        "model": model,
+        "fold": fold,
+        "split": split,
+        "horizon": np.tile(horizons, len(t)),
+        "score": score.astype(np.float64).reshape(-1),  # [R * H], horizon fastest
+        "label": label.reshape(-1),
+    }
+    for level, name in Q_COLS.items():
+        q = rows.get("q")
+        cols[name] = q[..., quantiles.index(level)].astype(np.float64).reshape(-1) if level in quantiles and q is not None else None
+    df = pl.DataFrame(cols).with_columns(pl.col("label").fill_nan(None), pl.col("score").fill_nan(None))
+    df = schema.cast(df, schema.PREDICTIONS, "predictions").select(list(schema.PREDICTIONS))
+    return df.sort("code", "date", "horizon")
+
+
+def split_metrics(pred: pl.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
+    """Mean daily RankIC (Spearman) and IC (Pearson) of score vs label per split and horizon."""
+    daily = (
+        pred.drop_nulls(["score", "label"])
+        .group_by("split", "horizon", "date")
+        .agg(
+            pl.corr("score", "label", method="spearman").alias("rank_ic"),
+            pl.corr("score", "label").alias("ic"),
+            pl.len().alias("n"),
+        )
+        .filter(pl.col("n") >= 3)
+        .fill_nan(None)
+    )
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    agg = daily.group_by("split", "horizon").agg(
+        pl.col("rank_ic").mean(), pl.col("ic").mean(), pl.col("date").n_unique().alias("n_days")
+    )
+    for r in agg.sort("split", "horizon").iter_rows(named=True):
+        out.setdefault(r["split"], {})[f"{r['horizon']}d"] = {
+            "rank_ic": float(r["rank_ic"]) if r["rank_ic"] is not None else float("nan"),
+            "ic": float(r["ic"]) if r["ic"] is not None else float("nan"),
+            "n_days": int(r["n_days"]),
+        }
+    return out
+
+
+@torch.no_grad()
+def predict_days(model: ATFTGATFAN, data: DayData, days: np.ndarray, bf16: bool = False) -> dict[str, np.ndarray]:
+    """Quantiles for every valid stock of each day: rows for prediction_table (score = the median)."""
+    model.eval()
+    ts, ss, qs = [], [], []
+    mid = tuple(model.cfg.quantiles).index(0.5)
+    use_bf16 = bf16 and data.device.type == "cuda"
+    for t in days:
+        idx = data.stocks(int(t))
+        b = data.day(int(t), model.cfg.lookback, idx)
+        with torch.autocast(data.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            q, _ = model(b.x, b.edge_index, b.edge_attr)  # [n, H, Q]
+        qs.append(q.float().cpu().numpy())
+        ts.append(np.full(len(idx), t, dtype=np.int64))
+        ss.append(idx.cpu().numpy())
+    if not qs:
+        n_h, n_q = model.n_horizons, len(model.cfg.quantiles)
+        return {"t": np.zeros(0, np.int64), "s": np.zeros(0, np.int64), "score": np.zeros((0, n_h)), "q": np.zeros((0, n_h, n_q))}
+    q_all = np.concatenate(qs)  # [R, H, Q]
+    return {"t": np.concatenate(ts), "s": np.concatenate(ss), "score": q_all[..., mid], "q": q_all}
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[ATFTGATFAN, dict[str, Any]]:
+    """Rebuild an ATFT model from model.pt (or the directory holding it); returns (model in eval mode, meta).
+
+    meta is everything in the file but the weights: config, model_config, feature_names, horizons,
+    code_version, fold. Loaded with weights_only=True: the file holds tensors and plain data only.
+    """
+    path = Path(path)
+    path = path / "model.pt" if path.is_dir() else path
+    blob = torch.load(path, map_location=device, weights_only=True)
+    model = ATFTGATFAN(model_config_from_dict(blob["model_config"]), len(blob["feature_names"]), len(blob["horizons"]))
+    model.load_state_dict(blob["state_dict"])
+    model.to(device).eval()
+    return model, {k: v for k, v in blob.items() if k != "state_dict"}
+
+
+def predict_dates(
+    model_dir: str | Path,
+    panel: Panel | str | Path,
+    graph: Graph | str | Path | None,
+    dates: list[dt.date | str],
+    device: str = "cpu",
+) -> pl.DataFrame:
+    """Score every valid stock on each of `dates` with a trained ATFT model: schema.PREDICTIONS, split="live".
+
+    Uses the panel up to each date only (the model sees X[t-L+1..t] and day t's graph); labels are null.
+    The panel's features must be the ones the model was trained on, in the same order.
+    """
+    model, meta = load_model(model_dir, device)
+    p = as_panel(panel)
+    if p.feature_names != list(meta["feature_names"]):
+        raise ValueError(f"panel features differ from the model's ({len(p.feature_names)} vs {len(meta['feature_names'])})")
+    index = {d: i for i, d in enumerate(p.meta["dates"])}
+    iso = [d.isoformat() if isinstance(d, dt.date) else str(d) for d in dates]
+    missing = [d for d in iso if d not in index]
+    if missing:
+        raise ValueError(f"dates not in the panel: {missing[:5]} (panel ends {p.meta['dates'][-1]})")
+    days = np.array(sorted(index[d] for d in iso), dtype=np.int64)
+    g = as_graph(graph) if model.cfg.use_graph else None
+    data = DayData(p, g, int(days.max()), torch.device(device))
+    rows = predict_days(model, data, days)
+    fold = int(meta.get("fold", -1))
+    return prediction_table(p, "atft", fold, "live", rows, tuple(model.cfg.quantiles), with_labels=False)

@@ -1,0 +1,62 @@
+import dataclasses
+import json
+
+import pytest
+
+from kabuflow.config import Config, ConfigError, code_version, from_dict, load
+
+
+def test_profiles_differ_where_they_should():
+    local, a100 = load("local"), load("a100")
+    assert (local.model.hidden, a100.model.hidden) == (64, 256)
+    assert local.pipeline.gpu is False and a100.pipeline.gpu is True
+    assert a100.pipeline.parallelism == 4
+
+
+def test_overrides_are_typed():
+    cfg = load("local", ["train.epochs=3", "train.lr=0.01", "model.use_graph=false", "model.quantiles=[0.5]"])
+    assert cfg.train.epochs == 3 and isinstance(cfg.train.epochs, int)
+    assert cfg.train.lr == 0.01
+    assert cfg.model.use_graph is False
+    assert cfg.model.quantiles == (0.5,)
+    assert load("local", ["data.start=2020-01-06"]).data.start == "2020-01-06"
+    assert load("local", ["train.lr=1"]).train.lr == 1.0  # an int is a fine float
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.epochz=3", "unknown config key 'train.epochz'"),
+        ("trian.epochs=3", "unknown config section 'trian'"),
+        ("train.epochs=three", "train.epochs: expected an integer"),
+        ("train.epochs=2.5", "train.epochs: expected an integer"),
+        ("model.use_graph=maybe", "model.use_graph: expected true/false"),
+        ("train.epochs", "not of the form section.key=value"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load("local", [override])
+
+
+def test_unknown_key_in_profile_file(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("model:\n  hiden: 32\n")
+    with pytest.raises(ConfigError, match="unknown config key 'model.hiden'"):
+        load(str(path))
+    with pytest.raises(ConfigError, match="unknown profile 'nope'"):
+        load("nope")
+
+
+def test_config_is_frozen_and_round_trips_through_json():
+    cfg = load("a100", ["train.epochs=7"])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.train.epochs = 1  # type: ignore[misc]
+    again = from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+    assert isinstance(again, Config)
+
+
+def test_code_version_names_the_commit():
+    version = code_version()
+    assert len(version.split("-")[0]) == 40 or version.startswith("kabuflow-")

@@ -1,0 +1,152 @@
+"""The files source on tiny hand-made parquet/CSV directories with hand-counted drops."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from kabuflow import config, schema
+from kabuflow.schema import SchemaError
+from kabuflow.sources import files
+
+D = dt.date
+# 2024-01-04, 05, 09 are sessions; 2024-01-08 (Coming of Age Day) and the 6th (Saturday) are not.
+BARS_CSV = """Date,Code,O,H,L,C,Vo,AdjFactor,AdjO,AdjH,AdjL,AdjC,AdjVo
+2024-01-04,7203,100,110,90,105,1000,1,100,110,90,105,1000
+2024-01-05,7203,105,112,101,110,1200,1,105,112,101,110,1200
+2024-01-08,7203,110,110,110,110,0,1,110,110,110,110,0
+2024-01-09,7203,110,115,108,112,900,1,110,115,108,112,900
+2024-01-09,7203,110,115,108,112,900,1,110,115,108,112,900
+2024-01-04,9984,50,55,45,52,0,1,50,55,45,52,0
+2024-01-05,9984,,,,,300,1,,,,,300
+2024-01-09,9984,52,53,51,-1,400,1,52,53,51,-1,400
+2024-01-10,9984,52,53,51,53,400,1,52,53,51,53,400
+"""
+
+
+def master() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "Date": [D(2024, 3, 29)] * 4,
+            "Code": ["72030", "99840", "13010", "259350"],  # the last: a 6-character preferred-share code
+            "CoName": ["トヨタ自動車", "ソフトバンクグループ", "極洋", "伊藤園 優先株式"],
+            "S33": [3700, 5250, 50, 3050],  # read as integers by some tool: leading zeros lost
+            "Mkt": ["0111", "0111", "0111", "0111"],
+        }
+    )
+
+
+def make_dir(root: Path) -> Path:
+    root.mkdir()
+    (root / "equities_bars_daily.csv").write_text(BARS_CSV)
+    master().write_parquet(root / "equities_master.parquet")
+    topix = "Date,O,H,L,C\n2024-01-04,2400,2420,2390,2410\n2024-01-06,1,1,1,1\n2024-01-05,2410,2430,2400,0\n"
+    (root / "indices_bars_daily_topix.csv.gz").write_bytes(gzip.compress(topix.encode()))
+    (root / "notes.txt").write_text("not a table")
+    return root
+
+
+def cfg_for(path: Path, *extra: str) -> config.Config:
+    return config.Config().with_overrides(["data.source=files", f"data.path={path}", *extra])
+
+
+def test_reads_checks_and_drops_with_reasons(tmp_path):
+    result = files.load(cfg_for(make_dir(tmp_path / "raw")))
+    assert set(result.tables) == {"equities_bars_daily", "equities_master", "indices_bars_daily_topix"}
+    for table, df in result.tables.items():
+        schema.check(df, schema.RAW[table], table)
+    bars = result.tables["equities_bars_daily"]
+    assert bars.select("Code", "Date").rows() == [
+        ("72030", D(2024, 1, 4)),
+        ("72030", D(2024, 1, 5)),
+        ("72030", D(2024, 1, 9)),
+        ("99840", D(2024, 1, 10)),
+    ]
+    assert bars["C"].to_list() == [105.0, 110.0, 112.0, 53.0]
+    assert bars["Va"].null_count() == 4  # absent in the file: typed nulls
+    assert result.dropped == [
+        {"table": "equities_bars_daily", "reason": "not_session", "rows": 1},
+        {"table": "equities_bars_daily", "reason": "duplicate", "rows": 1},
+        {"table": "equities_bars_daily", "reason": "zero_volume", "rows": 1},
+        {"table": "equities_bars_daily", "reason": "bad_price", "rows": 2},  # null prices, C = -1
+        {"table": "equities_master", "reason": "bad_code", "rows": 1},
+        {"table": "indices_bars_daily_topix", "reason": "not_session", "rows": 1},
+        {"table": "indices_bars_daily_topix", "reason": "bad_price", "rows": 1},
+    ]
+    assert result.tables["equities_master"]["S33"].to_list() == ["3700", "5250", "0050"]
+    assert result.notes["filled_columns"]["equities_bars_daily"] == ["Va"]
+    assert "CoNameEn" in result.notes["filled_columns"]["equities_master"]
+    assert result.notes["files"]["indices_bars_daily_topix"] == "indices_bars_daily_topix.csv.gz"
+    assert result.notes["ignored_files"] == ["notes.txt"]
+
+
+def test_respects_start_and_end_but_keeps_the_master(tmp_path):
+    result = files.load(cfg_for(make_dir(tmp_path / "raw"), "data.start=2024-01-05", "data.end=2024-01-09"))
+    bars = result.tables["equities_bars_daily"]
+    assert bars["Date"].to_list() == [D(2024, 1, 5), D(2024, 1, 9)]
+    assert result.tables["equities_master"].height == 3  # a 2024-03-29 snapshot: reference data
+    assert {d["reason"]: d["rows"] for d in result.dropped if d["table"] == "equities_bars_daily"} == {
+        "not_session": 1,
+        "duplicate": 1,
+        "bad_price": 2,
+    }
+
+
+def test_bad_column_type_names_file_and_column(tmp_path):
+    root = make_dir(tmp_path / "raw")
+    (root / "equities_bars_daily.csv").write_text(
+        BARS_CSV.replace("2024-01-10,9984,52,53,51,53", "2024-01-10,9984,52,53,51,abc")
+    )
+    with pytest.raises(
+        SchemaError, match=r"equities_bars_daily\.csv: column 'C' cannot be read as Float64 .*'abc'"
+    ):
+        files.load(cfg_for(root))
+    pl.DataFrame({"Date": ["2024-01-04"], "Code": ["72030"], "S33": [1.5], "Mkt": ["0111"]}).write_parquet(
+        root / "equities_master.parquet"
+    )
+    (root / "equities_bars_daily.csv").write_text(BARS_CSV)
+    with pytest.raises(SchemaError, match=r"equities_master\.parquet: column 'S33' has dtype Float64"):
+        files.load(cfg_for(root))
+
+
+def test_bad_dates_and_missing_columns_are_named(tmp_path):
+    root = make_dir(tmp_path / "raw")
+    (root / "equities_bars_daily.csv").write_text(BARS_CSV.replace("2024-01-10", "10/01/2024"))
+    with pytest.raises(SchemaError, match=r"column 'Date' cannot be read as Date .*'10/01/2024'"):
+        files.load(cfg_for(root))
+    (root / "equities_bars_daily.csv").write_text(BARS_CSV.replace(",AdjC,", ",AdjClose,"))
+    with pytest.raises(SchemaError, match=r"equities_bars_daily\.csv: missing required column 'AdjC'"):
+        files.load(cfg_for(root))
+
+
+def test_missing_required_table_and_duplicates(tmp_path):
+    root = make_dir(tmp_path / "raw")
+    (root / "equities_master.csv").write_text("Date,Code,S33,Mkt\n2024-03-29,7203,3700,0111\n")
+    with pytest.raises(SchemaError, match="equities_master is given twice"):
+        files.load(cfg_for(root))
+    (root / "equities_master.csv").unlink()
+    (root / "equities_master.parquet").unlink()
+    with pytest.raises(FileNotFoundError, match="lacks required table.*equities_master"):
+        files.load(cfg_for(root))
+    with pytest.raises(ValueError, match="data.path"):
+        files.load(config.Config().with_overrides(["data.source=files"]))
+
+
+def test_statement_times_and_codes_normalised():
+    df = pl.DataFrame(
+        {
+            "DiscDate": ["2024-11-01", "20241105"],
+            "DiscTime": ["15:00", ""],
+            "Code": ["7203", "130A0"],
+            "DocType": ["x", "y"],
+        }
+    )
+    out, filled = files.coerce(df, "fins_summary", "test")
+    assert out["DiscTime"].to_list() == ["15:00:00", None]
+    assert out["DiscDate"].to_list() == [D(2024, 11, 1), D(2024, 11, 5)]
+    assert out["Code"].to_list() == ["72030", "130A0"]
+    assert "Sales" in filled and out["Sales"].dtype == pl.Float64

@@ -1,0 +1,68 @@
+"""The whole DAG through KFP's local runner on a small synthetic market: what `make run` does, smaller."""
+
+import json
+import subprocess
+import sys
+
+import polars as pl
+import pytest
+
+from kabuflow.config import HORIZONS
+from kabuflow.schema import PREDICTIONS
+
+SMALL = [
+    "synthetic.n_stocks=80",
+    "synthetic.start=2019-01-04",
+    "synthetic.end=2021-12-30",
+    "folds.n_folds=2",
+    "folds.val_days=60",
+    "folds.test_days=60",
+    "folds.min_train_days=250",
+    "train.epochs=1",
+    "lightgbm.n_estimators=30",
+]
+METRICS = (
+    "ic rank_ic icir rank_icir rank_ic_tstat hit_rate ls_sharpe_gross ls_sharpe_net "
+    "ls_ann_return_net max_drawdown turnover psr dsr oracle_share"
+).split()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    cmd = [sys.executable, "-m", "kabuflow.cli", "run", "--out", str(out)]
+    for s in SMALL:
+        cmd += ["--set", s]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc.stdout
+
+
+def test_run_leaves_the_contracted_outputs(run_dir):
+    out, stdout = run_dir
+    for name in ("metrics.json", "report.html", "predictions.parquet", "raw", "features", "panel", "graph"):
+        assert (out / name).exists(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d"}
+    for model, by_h in metrics["models"].items():
+        assert set(by_h) == {f"{h}d" for h in HORIZONS}, model
+        for h, values in by_h.items():
+            missing = set(METRICS) - set(values)
+            assert not missing, (model, h, missing)
+    assert set(metrics["oracle"]) == {f"{h}d" for h in HORIZONS}
+    assert metrics["oracle"]["5d"]["rank_ic"] > 0.02  # the planted signal is there to find
+    assert metrics["gate"]["promote"] is True  # first run: no champion yet
+    assert "rank_ic" in stdout.lower() and "report" in stdout
+
+
+def test_stitched_predictions_are_out_of_sample_and_unique(run_dir):
+    out, _ = run_dir
+    preds = pl.read_parquet(out / "predictions.parquet")
+    assert set(PREDICTIONS) <= set(preds.columns)
+    models = preds.filter(pl.col("model") != "oracle")
+    assert models["split"].unique().to_list() == ["test"]
+    dup = models.group_by("model", "horizon", "date", "code").len().filter(pl.col("len") > 1)
+    assert dup.height == 0
+    folds = json.loads((out / "folds" / "folds.json").read_text())
+    first_test = min(f["test_start"] for f in folds["folds"])
+    assert str(models["date"].min()) >= first_test

