@@ -16,9 +16,9 @@ from components.folds import folds
 from components.graph import graph
 from components.ingest import ingest
 from components.normalize import normalize
-from components.train_fold import train_fold
+from components.train_fold import train_fold, train_fold_trainjob
 
-STAGES = (ingest, features, normalize, graph, folds, train_fold, evaluate, promote)
+STAGES = (ingest, features, normalize, graph, folds, train_fold, train_fold_trainjob, evaluate, promote)
 
 
 def load(image: str) -> dict[str, dsl.base_component.BaseComponent]:

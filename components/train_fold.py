@@ -27,3 +27,47 @@ def train_fold(
     for name, value in manifest.get("metrics", {}).items():
         if isinstance(value, int | float):
             metrics.log_metric(name, float(value))
+
+
+def train_fold_trainjob(
+    config: str,
+    image: str,
+    panel: Input[Dataset],
+    graph: Input[Dataset],
+    folds: Input[Artifact],
+    spec: dict,
+    result: Output[Dataset],
+    metrics: Output[Metrics],
+) -> None:
+    """One ATFT fold as a Kubeflow Trainer TrainJob (torchrun DDP over several GPU nodes); this pod only waits."""
+    import json
+    import os
+
+    from kabuflow import storage
+    from kabuflow.config import from_dict
+    from kabuflow.trainjob import current_namespace, launch_trainjob, render_trainjob, trainjob_name
+
+    cfg = from_dict(json.loads(config))
+    fold, model = int(spec["fold"]), str(spec["model"])
+    run_id = os.environ.get("KABUFLOW_RUN_ID", "run")
+    # The trainer pods write to a scratch prefix; the launcher then uploads result.path as usual.
+    scratch = result.uri.rstrip("/") + "-trainjob"
+    manifest = render_trainjob(
+        cfg,
+        image,
+        fold,
+        model,
+        panel.uri,
+        graph.uri,
+        folds.uri,
+        scratch,
+        trainjob_name(run_id, fold, model),
+        run_id=run_id,
+    )
+    launch_trainjob(manifest, current_namespace(), cfg.pipeline.trainjob_timeout)
+    storage.download_dir(scratch, result.path)
+    result.metadata.update({"fold": fold, "model": model, "trainjob": manifest["metadata"]["name"]})
+    done = json.loads(open(os.path.join(result.path, "metrics.json")).read())
+    for name, value in done.items():
+        if isinstance(value, int | float):
+            metrics.log_metric(name, float(value))

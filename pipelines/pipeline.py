@@ -37,7 +37,10 @@ def build_pipeline(cfg: Config, image: str) -> dsl.graph_component.GraphComponen
         }
 
         with dsl.ParallelFor(atft_items, parallelism=p.parallelism, name="atft-folds") as item:
-            deep = _gpu(op["train_fold"](config=config, spec=item, **inputs), p)
+            if p.trainjob_nodes > 0:  # multi-node DDP: this task only launches and watches a TrainJob
+                deep = _cpu(op["train_fold_trainjob"](config=config, image=image, spec=item, **inputs), p)
+            else:
+                deep = _gpu(op["train_fold"](config=config, spec=item, **inputs), p)
         with dsl.ParallelFor(baseline_items, parallelism=p.parallelism, name="baseline-folds") as item:
             base = _cpu(op["train_fold"](config=config, spec=item, **inputs), p)
 

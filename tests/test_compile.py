@@ -227,3 +227,17 @@ def test_golden_file(a100, tmp_path):
         "the compiled pipeline changed; review the diff of tests/golden/pipeline_a100.yaml after "
         "UPDATE_GOLDEN=1 pytest tests/test_compile.py"
     )
+
+
+def test_trainjob_mode_launches_from_a_cpu_pod(tmp_path):
+    """With pipeline.trainjob_nodes > 0 the ATFT folds run as TrainJobs: the launching pod holds no GPU."""
+    _, spec, platform = _compile(tmp_path, "a100", "pipeline.trainjob_nodes=2")
+    found = tasks(spec)
+    launcher = [t for t in found.values() if t["_executor"] == "exec-train-fold-trainjob"]
+    assert len(launcher) == 1 and loop_models(launcher[0]["_loop"]) == {"atft"}
+    resources = executors_of(spec)["exec-train-fold-trainjob"]["container"]["resources"]
+    assert "accelerator" not in resources
+    assert "nodeSelector" not in platform.get("exec-train-fold-trainjob", {})
+    # the baselines still train in ordinary CPU pods
+    baseline = [t for t in found.values() if t["_executor"] == "exec-train-fold"]
+    assert loop_models(baseline[0]["_loop"]) == {"lightgbm", "ridge", "reversal_5d", "momentum_60d"}

@@ -150,8 +150,8 @@ class Client:
             return JQuantsAuthError(f"API key rejected by J-Quants: {what}; check JQUANTS_API_KEY")
         return JQuantsError(f"J-Quants refused {what}")
 
-    def get(self, req: Request, params: dict[str, str]) -> bytes:
-        """One page's raw JSON body, after throttling and retrying what can be retried."""
+    def get(self, req: Request, params: dict[str, str]) -> tuple[bytes, dict[str, Any]]:
+        """One page: its raw JSON body and the parsed payload, after throttling and retrying what can be."""
         for attempt in range(self.jq.max_retries + 1):
             self._throttle()
             self.stats["requests"] += 1
@@ -167,7 +167,7 @@ class Client:
                     try:
                         payload = json.loads(resp.content)
                         if isinstance(payload, dict) and isinstance(payload.get("data"), list):
-                            return resp.content
+                            return resp.content, payload
                         problem = "a JSON body without a 'data' list"
                     except ValueError:
                         problem = "malformed JSON"
@@ -180,14 +180,8 @@ class Client:
                 raise JQuantsError(
                     f"J-Quants {req.label}: gave up after {attempt + 1} attempts (last: {problem})"
                 )
-            log.warning(
-                "jquants %s: %s; retry %d/%d in %.2fs",
-                req.label,
-                problem,
-                attempt + 1,
-                self.jq.max_retries,
-                wait,
-            )
+            n, most = attempt + 1, self.jq.max_retries
+            log.warning("jquants %s: %s; retry %d/%d in %.2fs", req.label, problem, n, most, wait)
             self.stats["retries"] += 1
             self.stats["waited_seconds"] += wait
             time.sleep(wait)
@@ -200,24 +194,25 @@ class Client:
         done = storage.join(folder, "done.json")
         if done in cached:
             pages = json.loads(storage.read_bytes(done))["pages"]
-            bodies = [gzip.decompress(storage.read_bytes(_page(folder, i))) for i in range(pages)]
+            payloads = [
+                json.loads(gzip.decompress(storage.read_bytes(_page(folder, i)))) for i in range(pages)
+            ]
             self.stats["cached"] += 1
         else:
-            bodies, params = [], dict(req.params)
+            payloads, params = [], dict(req.params)
             while True:
-                body = self.get(req, params)
-                bodies.append(body)
+                body, payload = self.get(req, params)
+                payloads.append(payload)
                 if req.final:  # pages of a day still in progress would freeze a partial answer
-                    storage.write_bytes(_page(folder, len(bodies) - 1), gzip.compress(body, 6))
-                key = json.loads(body).get("pagination_key")
-                if not key:
+                    storage.write_bytes(_page(folder, len(payloads) - 1), gzip.compress(body, 6))
+                if not payload.get("pagination_key"):
                     break
-                params["pagination_key"] = key
+                params["pagination_key"] = payload["pagination_key"]
             if req.final:  # written last: without it the pages above count for nothing
-                storage.write_bytes(done, json.dumps({"pages": len(bodies)}).encode())
+                storage.write_bytes(done, json.dumps({"pages": len(payloads)}).encode())
             self.stats["fetched"] += 1
-            self.stats["pages"] += len(bodies)
-        return [row for body in bodies for row in json.loads(body)["data"]]
+            self.stats["pages"] += len(payloads)
+        return [row for payload in payloads for row in payload["data"]]
 
 
 def _page(folder: str, i: int) -> str:

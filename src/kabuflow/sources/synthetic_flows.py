@@ -38,17 +38,16 @@ def investor_types(u: Universe, dates: np.ndarray, value: np.ndarray, index: np.
     ok = last + INVESTOR_PUB_LAG < len(dates)
     first, last = first[ok], last[ok]
     week_ret = index[last] / index[np.maximum(first - 1, 0)] - 1
-    rows = []
+    keys, rows = [], []
     for f, l, wr in zip(first, last, week_ret, strict=True):
-        new = dates[f] >= RESTRUCTURING
-        section = np.array([NEW_SECTIONS[m] for m in u.mkt]) if new else u.old_section
+        section = np.array([NEW_SECTIONS[m] for m in u.mkt]) if dates[f] >= RESTRUCTURING else u.old_section
         turnover = np.nansum(value[f : l + 1], axis=0) / 1000.0
         for name in sorted(set(section)):
-            total = float(turnover[section == name].sum())
-            row = {"PubDate": dates[l + INVESTOR_PUB_LAG], "StDate": dates[f], "EnDate": dates[l], "Section": name}
-            row.update(_type_values(total, wr, rng))
-            rows.append(row)
-    return pl.DataFrame(rows).with_columns(pl.col("PubDate", "StDate", "EnDate").cast(pl.Date))
+            keys.append((l + INVESTOR_PUB_LAG, f, l, name))
+            rows.append(_type_values(float(turnover[section == name].sum()), wr, rng))
+    pub, st, en, sec = (np.array(k) for k in zip(*keys, strict=True))
+    head = pl.DataFrame({"PubDate": dates[pub], "StDate": dates[st], "EnDate": dates[en], "Section": sec})
+    return pl.concat([head, pl.DataFrame(rows)], how="horizontal")
 
 
 def _type_values(total: float, week_ret: float, rng: np.random.Generator) -> dict[str, float]:
@@ -105,4 +104,4 @@ def margin_interest(
                 }
             )
         )
-    return pl.concat(out).with_columns(pl.col("PubDate", "Date").cast(pl.Date)).sort("Code", "Date")
+    return pl.concat(out).sort("Code", "Date")
