@@ -89,12 +89,13 @@ class JQuantsServer:
         self.plan_status = 400
         self.gated: set[str] = set()
         self.echo_key = False
+        self.reject_status = 403  # status for a wrong key (J-Quants answers 401 or 403)
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v2"
 
     def __enter__(self) -> JQuantsServer:
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -199,10 +200,8 @@ class JQuantsServer:
                     return self._send(401, json.dumps({"message": "The api key is required."}).encode())
                 if given != server.api_key:
                     who = f" ({given})" if server.echo_key else ""
-                    return self._send(
-                        403,
-                        json.dumps({"message": f"The incoming api key{who} is invalid or expired."}).encode(),
-                    )
+                    msg = {"message": f"The incoming api key{who} is invalid or expired."}
+                    return self._send(server.reject_status, json.dumps(msg).encode())
                 if path in server.gated:
                     return self._send(
                         403,

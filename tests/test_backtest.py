@@ -126,3 +126,29 @@ def test_run_all_one_axis_for_every_model():
     assert good.gross == pytest.approx([0.03, -0.03, -0.04])
     assert bad.gross == pytest.approx(-good.gross)  # the mirror book
     assert stats.sharpe(good.gross) == pytest.approx(-stats.sharpe(bad.gross))
+
+
+def test_no_look_ahead_in_the_book():
+    # Leakage test: change every score and return dated after D; the P&L of days ≤ D must not move.
+    rng = np.random.default_rng(0)
+    days = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(40)]
+    codes = [f"{1000 + i}0" for i in range(15)]
+    grid = {"date": np.repeat(np.array(days, dtype="datetime64[D]"), 15), "code": np.tile(codes, 40)}
+    scores = pl.DataFrame({**grid, "score": rng.standard_normal(600)})
+    rets = pl.DataFrame({**grid, "ret": 0.01 * rng.standard_normal(600)})
+    cut = dt.date(2024, 1, 25)
+    later = pl.col("date") > cut
+    scores2 = scores.with_columns(
+        pl.when(later).then(-pl.col("score")).otherwise(pl.col("score")).alias("score")
+    )
+    rets2 = rets.with_columns(
+        pl.when(later).then(pl.col("ret") * 3 + 0.05).otherwise(pl.col("ret")).alias("ret")
+    )
+    for h in (1, 5, 10):
+        a = backtest.long_short(backtest.quantile_weights(scores, 5), rets, days, h, 10.0)
+        b = backtest.long_short(backtest.quantile_weights(scores2, 5), rets2, days, h, 10.0)
+        upto = sum(d <= cut for d in a.dates)
+        assert a.dates[:upto] == b.dates[:upto]
+        assert a.net[:upto] == pytest.approx(b.net[:upto], abs=1e-15)
+        assert a.turnover[:upto] == pytest.approx(b.turnover[:upto], abs=1e-15)
+        assert not np.allclose(a.net[upto:], b.net[upto:])  # the perturbation did reach the later days

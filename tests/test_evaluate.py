@@ -185,6 +185,9 @@ def test_report_inputs_vsn_manifests_and_model_files(run):
     assert (run["out"] / "model" / "fold_0" / "model.pt").read_bytes() == b"weights-fold-0"
     assert "model/fold_0/model.pt" in met["gate"]["model_files"]
     assert run["manifest"]["gate"] == met["gate"]["decision"]
+    headline = run["manifest"]["headline"]  # the flat numbers the KFP component logs as Metrics
+    assert headline["atft_5d_rank_ic"] == pytest.approx(met["models"]["atft"]["5d"]["rank_ic"])
+    assert headline["gate_promote"] == 1.0 and headline["alarms"] == 0.0
 
 
 def test_summary_table(run):
@@ -246,3 +249,34 @@ def test_second_run_meets_the_promoted_champion(run, tmp_path):
     )
     assert gate["n_overlap"] == daily.height == 79  # the last test date's 5-day label is unfinished
     assert gate["t_stat"] is None  # a zero-variance difference has no t: NaN, written as null
+
+
+def test_alarm_rules_by_hand():
+    from kabuflow.evaluate import scorecard
+
+    def stats(**kw):
+        base = {"rank_ic": 0.03, "icir": 0.2, "rank_icir": 0.2, "ls_sharpe_gross": 2.0, "n_days": 500}
+        return {**base, **kw}
+
+    card = {
+        "atft": {"1d": stats(rank_ic=0.15), "5d": stats(oracle_share=1.6)},
+        # a ranking that never varies (IC std 0 → no ICIR) with a huge Sharpe: copied from the labels
+        "ridge": {"1d": stats(icir=float("nan"), rank_icir=float("nan"), ls_sharpe_gross=40.0)},
+        "oracle": {"1d": stats(rank_ic=0.3)},  # the oracle may rank this well
+    }
+    control = {"ridge": {"1d": {"rank_ic": 0.2, "rank_ic_tstat": 9.0, "n_dates": 500}}}
+    alarms = scorecard.alarms(card, control, leak_rank_ic_1d=0.10, labels_disagree=3)
+    kinds = sorted((a["kind"], a["model"], a["horizon"]) for a in alarms)
+    assert kinds == [
+        ("beats_oracle", "atft", "5d"),
+        ("control_not_null", "ridge", "1d"),
+        ("labels_disagree", "*", "*"),
+        ("leak_rank_ic_1d", "atft", "1d"),
+        ("sharpe_exceeds_icir", "ridge", "1d"),
+    ]
+    # ICIR 0.2 per day allows 1.25 · 0.2 · √252 ≈ 3.97 annualised: 3.9 is fine; 9 exceeds it by
+    # (9 − 3.97)/√252 = 0.317 per day, more than 3 standard errors of a daily Sharpe over 500 days (3 · 0.048)
+    assert scorecard.alarms({"m": {"5d": stats(ls_sharpe_gross=3.9)}}, {}, 0.1, 0) == []
+    assert [a["kind"] for a in scorecard.alarms({"m": {"5d": stats(ls_sharpe_gross=9.0)}}, {}, 0.1, 0)] == [
+        "sharpe_exceeds_icir"
+    ]

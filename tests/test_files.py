@@ -134,6 +134,8 @@ def test_missing_required_table_and_duplicates(tmp_path):
         files.load(cfg_for(root))
     with pytest.raises(ValueError, match="data.path"):
         files.load(config.Config().with_overrides(["data.source=files"]))
+    with pytest.raises(config.ConfigError, match="data.start='soon' is not an ISO date"):
+        files.load(cfg_for(make_dir(tmp_path / "again"), "data.start=soon"))
 
 
 def test_statement_times_and_codes_normalised():
@@ -143,10 +145,12 @@ def test_statement_times_and_codes_normalised():
             "DiscTime": ["15:00", ""],
             "Code": ["7203", "130A0"],
             "DocType": ["x", "y"],
+            "EPS": ["-", " 12.5"],  # "-" is how some exports write "no value"
         }
     )
     out, filled = files.coerce(df, "fins_summary", "test")
     assert out["DiscTime"].to_list() == ["15:00:00", None]
     assert out["DiscDate"].to_list() == [D(2024, 11, 1), D(2024, 11, 5)]
     assert out["Code"].to_list() == ["72030", "130A0"]
+    assert out["EPS"].to_list() == [None, 12.5]
     assert "Sales" in filled and out["Sales"].dtype == pl.Float64

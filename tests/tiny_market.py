@@ -38,8 +38,10 @@ def make_market(root: Path, t: int = 120, n: int = 24, seed: int = 0, noise: flo
     y_raw = (0.01 * y).astype(np.float32)
     y_raw[-2:, :, :] = np.nan  # label windows that have not finished
     y_raw[~valid] = np.nan
-    mu, sd = np.nanmean(y_raw, 1, keepdims=True), np.nanstd(y_raw, 1, keepdims=True)
-    y_std = ((y_raw - mu) / sd).astype(np.float32)
+    y_std = np.full_like(y_raw, np.nan)
+    for t_ in range(t - 2):  # standardised per date, as normalize does
+        v = y_raw[t_]
+        y_std[t_] = (v - np.nanmean(v, 0)) / np.nanstd(v, 0)
     x[~valid] = 0.0
     panel = root / "panel"
     panel.mkdir(parents=True, exist_ok=True)

@@ -53,7 +53,7 @@ class JQuantsConfig:
     max_retries: int = 6
     backoff_seconds: float = 1.0
     timeout_seconds: float = 60.0
-    cache_uri: str = ""  # "" = <out>/_cache; any storage URI (s3://, gs://, path)
+    cache_uri: str = ""  # "" = $KABUFLOW_CACHE/jquants or ~/.cache/kabuflow/jquants; any storage URI
     # Tables to download. A table the plan does not include (HTTP 403 "not available on your
     # subscription") is an error when required (bars, master) and left out with a note otherwise.
     tables: tuple[str, ...] = (
@@ -111,6 +111,7 @@ class ModelConfig:
     lstm_layers: int = 1
     gat_layers: int = 2
     gat_heads: int = 4
+    ff_mult: int = 1  # hidden width of the post-attention GRN, in multiples of hidden
     dropout: float = 0.1
     input_norm: str = "fan"  # fan | san | none
     fan_k: int = 3
@@ -165,6 +166,8 @@ class HPOConfig:
     storage: str = ""  # "" = sqlite:///<out>/optuna.db ; postgresql://... in the cluster
     study: str = "atft"
     epochs: int = 3
+    fold: int = 0  # tune on this fold's train/val dates: they must precede every fold's test dates
+    startup_trials: int = 5  # trials before the median pruner may prune
 
 
 @dataclass(frozen=True)
@@ -248,7 +251,10 @@ class Config:
                 raise ConfigError(f"unknown config section {section!r} in override {item!r}")
             if name not in tree[section]:
                 raise ConfigError(f"unknown config key {key.strip()!r}")
-            tree[section][name] = yaml.safe_load(raw) if raw.strip() else ""
+            try:
+                tree[section][name] = yaml.safe_load(raw) if raw.strip() else ""
+            except (yaml.YAMLError, ValueError) as err:
+                raise ConfigError(f"{key.strip()}: cannot read {raw!r}: {err}") from None
         return from_dict(tree)
 
 

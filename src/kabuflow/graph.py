@@ -14,10 +14,10 @@ import torch
 from kabuflow import telemetry
 from kabuflow.artifacts import atomic_write, stamp, write_json
 from kabuflow.config import Config, ConfigError, GraphConfig
-from kabuflow.normalize import load_panel
+from kabuflow.normalize import load_panel, save_npy
 
 ATTRS = ("rho", "same_sector", "same_market")
-MIN_VAR = 1e-24  # returns are O(1e-2): a variance this small is a constant (halted) series, not data
+REL_VAR = 1e-5  # float32: a pair's variance under this share of its sum of squares is a constant series
 
 
 def _check_cfg(g: GraphConfig) -> None:
@@ -40,10 +40,12 @@ def _masked_rows(x: torch.Tensor, m: torch.Tensor, rows: torch.Tensor, min_obs: 
     a, b = xc[:, rows], mf[:, rows]
     cnt = b.T @ mf
     si, sj, sij = a.T @ mf, b.T @ xc, a.T @ xc
+    sii, sjj = (a * a).T @ mf, b.T @ (xc * xc)
     cnt_ = cnt.clamp(min=1)
-    vi, vj = (a * a).T @ mf - si * si / cnt_, b.T @ (xc * xc) - sj * sj / cnt_
-    ok = (cnt >= min_obs) & (vi > MIN_VAR * cnt_) & (vj > MIN_VAR * cnt_)
-    rho = (sij - si * sj / cnt_) / torch.sqrt(vi.clamp(min=MIN_VAR) * vj.clamp(min=MIN_VAR))
+    vi, vj = sii - si * si / cnt_, sjj - sj * sj / cnt_
+    # Centring by the own mean keeps the cancellation small; a (near-)constant pair stays NaN.
+    ok = (cnt >= min_obs) & (vi > REL_VAR * sii) & (vj > REL_VAR * sjj)
+    rho = (sij - si * sj / cnt_) / torch.sqrt(vi.clamp(min=1e-30) * vj.clamp(min=1e-30))
     return torch.where(ok, rho.clamp(-1.0, 1.0), torch.nan)
 
 
@@ -57,15 +59,15 @@ def pairwise_corr(x: torch.Tensor, min_obs: int) -> torch.Tensor:
     w, n = x.shape
     m = torch.isfinite(x)
     cnt = m.sum(0)
-    full = (cnt == w) & (w >= min_obs)
+    varies = torch.where(m, x, -torch.inf).amax(0) > torch.where(m, x, torch.inf).amin(0)
+    full = (cnt == w) & (w >= min_obs) & varies
     xf = torch.where(full, x, 0.0)
-    sd = xf.std(0, correction=0)
-    full &= sd > MIN_VAR**0.5
-    z = torch.where(full, (xf - xf.mean(0)) / (sd.clamp(min=MIN_VAR**0.5) * w**0.5), 0.0)
+    sd = xf.std(0, correction=0).clamp(min=1e-30)
+    z = torch.where(full, (xf - xf.mean(0)) / (sd * w**0.5), 0.0)
     rho = z.T @ z  # [n, n]
     rho[~full] = torch.nan
     rho[:, ~full] = torch.nan
-    part = torch.nonzero(~full & (cnt >= min_obs)).flatten()
+    part = torch.nonzero(~full & (cnt >= min_obs) & varies).flatten()
     if len(part):
         rows = _masked_rows(x, m, part, min_obs)
         rho[part] = rows
@@ -121,7 +123,7 @@ def date_edges(
     n = r_window.shape[1]
     if n == 0:
         return np.zeros((2, 0), dtype=np.int64), np.zeros((0, len(ATTRS)), dtype=np.float32)
-    rho_s = pairwise_corr(torch.from_numpy(np.asarray(r_window, dtype=np.float64)), g.min_obs) * (
+    rho_s = pairwise_corr(torch.from_numpy(np.asarray(r_window, dtype=np.float32)), g.min_obs) * (
         1 - g.shrinkage
     )
     cs, cd = _corr_edges(rho_s, g)
@@ -179,14 +181,6 @@ def _assemble(out: Path, spool: dict[str, BinaryIO], n_edges: int) -> None:
     atomic_write(out / "edge_attr.npy", write_attr)
 
 
-def _save(path: Path, arr: np.ndarray) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            np.save(fh, arr)
-
-    atomic_write(path, write)
-
-
 def build(
     r: np.ndarray, valid: np.ndarray, sector: np.ndarray, market: np.ndarray, g: GraphConfig, out: Path
 ) -> np.ndarray:
@@ -219,7 +213,7 @@ def graph(cfg: Config, panel: str | Path, out: str | Path) -> dict[str, Any]:
         p = load_panel(panel)
         rec.rows_in = int(p.valid.sum())
         offsets = build(p.R, p.valid, p.sector, p.market, g, out)
-        _save(out / "offsets.npy", offsets)
+        save_npy(out / "offsets.npy", offsets)
         per_date = np.diff(offsets)
         rec.rows_out = int(offsets[-1])
         meta = {

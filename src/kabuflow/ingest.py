@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import importlib
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +61,14 @@ def _write(out: Path, name: str, df: pl.DataFrame) -> dict[str, Any]:
 
 
 def resolve(cfg: Config, out: str | Path) -> Config:
-    """Fill the defaults that depend on the output directory (the J-Quants cache: <out>/_cache)."""
+    """Fill the J-Quants cache default: $KABUFLOW_CACHE/jquants, else ~/.cache/kabuflow/jquants.
+
+    The cache lives outside the stage's output so it outlasts the run (a second ingest downloads
+    nothing it has) and is never uploaded with the raw tables; the cluster profile names a bucket.
+    """
     if cfg.data.source == "jquants" and not cfg.jquants.cache_uri:
-        jq = dataclasses.replace(cfg.jquants, cache_uri=str(Path(out) / "_cache"))
+        base = os.environ.get("KABUFLOW_CACHE") or str(Path.home() / ".cache" / "kabuflow")
+        jq = dataclasses.replace(cfg.jquants, cache_uri=str(Path(base) / "jquants"))
         return dataclasses.replace(cfg, jquants=jq)
     return cfg
 

@@ -124,7 +124,8 @@ def _read(features: Path, horizons: tuple[int, ...]) -> tuple[pl.DataFrame, list
 def _log_return(col: str) -> pl.Expr:
     """R is a log return: `ret_log_1d` as is; `ret_1d` is the simple AdjC_t/AdjC_{t-1} - 1, so log1p."""
     x = pl.col(col).cast(pl.Float64)
-    return x if col == "ret_log_1d" else x.log1p()
+    r = x if col == "ret_log_1d" else x.log1p()
+    return pl.when(r.is_finite()).then(r)
 
 
 def cs_robust_z(name: str, clip: float) -> pl.Expr:
@@ -218,7 +219,7 @@ def _transform(df: pl.DataFrame, feats: list[dict], labels: list[str], c: Normal
     return df.with_columns(finite)
 
 
-def _save(path: Path, arr: np.ndarray) -> None:
+def save_npy(path: Path, arr: np.ndarray) -> None:
     """np.save through atomic_write (a file object: np.save would append .npy to a path)."""
 
     def write(tmp: Path) -> None:
@@ -282,13 +283,13 @@ def normalize(cfg: Config, features: str | Path, out: str | Path) -> dict[str, A
         t, n, names = len(dates), len(codes), [f["name"] for f in feats]
         _write_x(out / "X.npy", df, names, t, n, c.dtype)
         h = (t, n, len(labels))
-        _save(out / "Y.npy", _dense(df, [f"_z_{y}" for y in labels], h, np.nan, np.float32))
-        _save(out / "Y_raw.npy", _dense(df, labels, h, np.nan, np.float32))
+        save_npy(out / "Y.npy", _dense(df, [f"_z_{y}" for y in labels], h, np.nan, np.float32))
+        save_npy(out / "Y_raw.npy", _dense(df, labels, h, np.nan, np.float32))
         valid = _dense(df, ["_valid"], (t, n), False, bool)
-        _save(out / "valid.npy", valid)
-        _save(out / "R.npy", _dense(df, ["_ret"], (t, n), np.nan, np.float32))
-        _save(out / "sector.npy", _dense(df, ["_s33"], (t, n), -1, np.int16))
-        _save(out / "market.npy", _dense(df, ["_mkt"], (t, n), -1, np.int16))
+        save_npy(out / "valid.npy", valid)
+        save_npy(out / "R.npy", _dense(df, ["_ret"], (t, n), np.nan, np.float32))
+        save_npy(out / "sector.npy", _dense(df, ["_s33"], (t, n), -1, np.int16))
+        save_npy(out / "market.npy", _dense(df, ["_mkt"], (t, n), -1, np.int16))
         meta = {
             "dates": [d.isoformat() for d in dates],
             "codes": codes,

@@ -58,11 +58,13 @@ def _train_atft(cfg: Config, panel: Panel, graph: Any, days: dict[str, np.ndarra
         "best_epoch": res.best_epoch,
         "val_score": res.best_score,
         "epochs_run": len(res.history),
+        "resumed_from_epoch": res.resumed_from,
         "n_params": n_params(res.model),
         "fit_seconds": fit_seconds,
         "stock_days_per_s": float(np.mean([h["stock_days_per_s"] for h in res.history])) if res.history else 0.0,
         "history": res.history,
         "world_size": world,
+        "rank": rank,
     }
     if rank != 0:
         return None, info
@@ -128,7 +130,7 @@ def train_fold(
         else:
             pred, info = run_baseline(cfg, p, days, model, k, out)
         if pred is None:  # a non-zero torchrun rank: rank 0 writes the artifacts
-            return {"rank": info["world_size"], "model": model, "fold": k}
+            return {"rank": info["rank"], "world_size": info["world_size"], "model": model, "fold": k}
         rec.rows_out = pred.height
     nested = split_metrics(pred)
     history = info.pop("history", [])

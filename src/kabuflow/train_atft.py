@@ -46,6 +46,7 @@ class FitResult:
     history: list[dict[str, float]]
     best_epoch: int
     best_score: float
+    resumed_from: int  # epochs already done in the checkpoint this run resumed from (0: a fresh start)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -234,6 +235,7 @@ def fit_atft(
     sched = _schedule(opt, tc.warmup_steps, steps * tc.epochs)
     fingerprint = repr((cfg.model, tc, fold, len(days["train"]), len(days["val"]), world))
     st = _load(ckpt, model, opt, sched, fingerprint, data.device) if ckpt and ckpt.exists() else FitState()
+    resumed_from = st.epoch
     fwd = torch.compile(model, dynamic=True) if tc.compile else model
     w = horizon_weights(tc.horizon_weights, data.Y.shape[2], data.device)
     while st.epoch < tc.epochs and not st.stopped:
@@ -256,7 +258,8 @@ def fit_atft(
             on_epoch_end(st.epoch - 1, score)
     if tc.patience > 0 and st.best_state is not None:
         model.load_state_dict(st.best_state)
-    return FitResult(model, st.history, st.best_epoch if tc.patience > 0 else st.epoch - 1, st.best_score)
+    best_epoch = st.best_epoch if tc.patience > 0 else st.epoch - 1
+    return FitResult(model, st.history, best_epoch, st.best_score, resumed_from)
 
 
 def deterministic(device: torch.device) -> None:

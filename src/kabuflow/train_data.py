@@ -52,16 +52,21 @@ def as_graph(graph: Graph | str | Path | None) -> Graph | None:
     return graph if graph is None or isinstance(graph, Graph) else load_graph(graph)
 
 
-def read_fold(folds: str | Path | list[dict[str, Any]], k: int) -> dict[str, Any]:
-    """Fold k as a dict with ISO dates (train_start ... test_end), from the folds file or a list of dicts.
+def read_folds(folds: str | Path | list[Any]) -> list[dict[str, Any]]:
+    """Every fold as a dict with ISO dates (k, train_start ... test_end).
 
-    Accepts the folds file as a JSON list of folds or {"folds": [...]}; objects with `to_dict()` too.
+    Accepts the folds file (a JSON list of folds, or {"folds": [...]}) or a list of dicts / Fold objects.
     """
     items: Any = folds
     if isinstance(folds, str | Path):
         items = json.loads(Path(folds).read_text())
         items = items["folds"] if isinstance(items, dict) else items
-    items = [f.to_dict() if hasattr(f, "to_dict") else dict(f) for f in items]
+    return [f.to_dict() if hasattr(f, "to_dict") else dict(f) for f in items]
+
+
+def read_fold(folds: str | Path | list[Any], k: int) -> dict[str, Any]:
+    """Fold k (see read_folds); an unknown k is an error listing the known ones."""
+    items = read_folds(folds)
     match = [f for f in items if int(f["k"]) == k]
     if not match:
         raise ValueError(f"fold {k} not in folds (have {[int(f['k']) for f in items]})")

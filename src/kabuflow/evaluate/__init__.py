@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import polars as pl
 
 from kabuflow import telemetry
 from kabuflow.artifacts import atomic_write, read_json, stamp, write_json, write_parquet
-from kabuflow.config import Config, code_version
+from kabuflow.config import Config, EvaluateConfig, code_version
 from kabuflow.evaluate import backtest, gate, metrics, report, scorecard, stitch
 from kabuflow.evaluate.gate import champion_uri, load_champion, promote
 from kabuflow.evaluate.report import summary_table
@@ -45,44 +46,86 @@ def evaluate(
     `raw` (which also supplies oracle.parquet) and `features`. Returns the manifest (out/manifest.json).
     """
     out = Path(out)
-    ev = cfg.evaluate
     with telemetry.stage("evaluate") as rec:
         pred_dirs, data_dirs = _classify([Path(p) for p in predictions])
         test, infos = stitch.stitch(pred_dirs)
         rec.rows_in = test.height
         oracle_rows = stitch.attach_oracle(test, raw)
         frame = pl.concat([test, oracle_rows]) if oracle_rows is not None else test
-        daily = metrics.daily_ic(frame)
-        pnl = backtest.run_all(frame, stitch.daily_returns(frame), ev.n_quantiles, ev.cost_bp)
-        dec = metrics.deciles(frame)
-        control = metrics.control_table(metrics.shuffled_control(frame, ev.control_seed))
-        card = scorecard.build(daily, pnl, ev.hpo_trials)
-        models, oracle, detail = scorecard.public(card)
-        result: dict[str, Any] = {"models": models, **({"oracle": oracle} if oracle else {})}
         disagree = stitch.label_disagreement(test)
-        result["alarms"] = scorecard.alarms(card, control, ev.leak_rank_ic_1d, disagree)
+        result, tables = _score(cfg.evaluate, frame, disagree)
         result["data"] = _data(cfg, test, infos, [*data_dirs, *(p for p in (raw, features) if p)], disagree)
-        result.update(
-            control=control,
-            folds=metrics.fold_table(daily, pnl),
-            deciles=metrics.decile_summary(dec),
-            detail=detail,
-            variable_selection=stitch.read_vsn_weights(infos),
-            definitions=metrics.DEFINITIONS,
-        )
-        shutil.rmtree(out / "model", ignore_errors=True)  # only this stage's own copy of the gate model
-        copied = stitch.copy_model_files(infos, ev.gate_model, out / "model")
-        uri = champion_uri(cfg, out)
-        result["gate"] = {
-            **gate.decide(ev, _clean(result), daily, load_champion(uri), uri),
-            "model_files": copied,
-        }
+        result["variable_selection"] = stitch.read_vsn_weights(infos)
+        result["gate"] = _gate(cfg, _clean(result), tables.daily, infos, out)
         result = _clean(result)
-        _write(out, result, frame, daily, pnl, dec)
+        _write(out, result, frame, tables)
         rec.rows_out = frame.height
-        manifest = stamp(cfg, stage="evaluate", outputs=list(OUTPUTS), gate=result["gate"]["decision"])
+        manifest = stamp(
+            cfg,
+            stage="evaluate",
+            outputs=list(OUTPUTS),
+            gate=result["gate"]["decision"],
+            headline=headline(result),
+            alarms=len(result["alarms"]),
+        )
         write_json(out / "manifest.json", manifest)
     return manifest
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The long frames behind the numbers: daily IC/RankIC, daily long–short P&L, decile means."""
+
+    daily: pl.DataFrame
+    pnl: pl.DataFrame
+    deciles: pl.DataFrame
+
+
+def _score(ev: EvaluateConfig, frame: pl.DataFrame, disagree: int) -> tuple[dict[str, Any], Tables]:
+    """Every number of metrics.json except data and gate, and the frames they come from."""
+    tables = Tables(
+        daily=metrics.daily_ic(frame),
+        pnl=backtest.run_all(frame, stitch.daily_returns(frame), ev.n_quantiles, ev.cost_bp),
+        deciles=metrics.deciles(frame),
+    )
+    control = metrics.control_table(metrics.shuffled_control(frame, ev.control_seed))
+    card = scorecard.build(tables.daily, tables.pnl, ev.hpo_trials)
+    models, oracle, detail = scorecard.public(card)
+    result: dict[str, Any] = {"models": models, **({"oracle": oracle} if oracle else {})}
+    result["alarms"] = scorecard.alarms(card, control, ev.leak_rank_ic_1d, disagree)
+    result.update(
+        control=control,
+        folds=metrics.fold_table(tables.daily, tables.pnl),
+        deciles=metrics.decile_summary(tables.deciles),
+        detail=detail,
+        definitions=metrics.DEFINITIONS,
+    )
+    return result, tables
+
+
+def _gate(
+    cfg: Config, result: dict[str, Any], daily: pl.DataFrame, infos: list[stitch.PredictionDir], out: Path
+) -> dict[str, Any]:
+    """Copy the gate model's files into out/model (so that promotion needs nothing but this output), then
+    decide against the champion stored at the configured (or default) URI."""
+    shutil.rmtree(out / "model", ignore_errors=True)  # only this stage's own copy of the gate model
+    copied = stitch.copy_model_files(infos, cfg.evaluate.gate_model, out / "model")
+    uri = champion_uri(cfg, out)
+    return {**gate.decide(cfg.evaluate, result, daily, load_champion(uri), uri), "model_files": copied}
+
+
+def headline(result: dict[str, Any]) -> dict[str, float]:
+    """Flat, finite numbers for KFP's Metrics panel: RankIC, its t, net Sharpe and oracle share per model
+    and horizon (e.g. atft_5d_rank_ic), the alarm count and the gate decision (1 = promote)."""
+    out: dict[str, float] = {}
+    for model, hs in result["models"].items():
+        for hk, s in hs.items():
+            for k in ("rank_ic", "rank_ic_tstat", "ls_sharpe_net", "oracle_share"):
+                if isinstance(s.get(k), int | float):
+                    out[f"{model}_{hk}_{k}"] = float(s[k])
+    out["alarms"] = float(len(result["alarms"]))
+    out["gate_promote"] = 1.0 if result["gate"]["promote"] else 0.0
+    return out
 
 
 def _classify(dirs: list[Path]) -> tuple[list[Path], list[Path]]:
@@ -147,21 +190,14 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def _write(
-    out: Path,
-    result: dict[str, Any],
-    frame: pl.DataFrame,
-    daily: pl.DataFrame,
-    pnl: pl.DataFrame,
-    dec: pl.DataFrame,
-) -> None:
+def _write(out: Path, result: dict[str, Any], frame: pl.DataFrame, tables: Tables) -> None:
     """Every output file, each written atomically."""
     write_json(out / "metrics.json", result)
     write_json(out / "gate.json", result["gate"])
     write_parquet(out / "predictions.parquet", frame.sort("model", "horizon", "code", "date"))
-    write_parquet(out / "daily_rank_ic.parquet", daily)
-    write_parquet(out / "daily_pnl.parquet", pnl)
-    html = report.render_html(result, daily, pnl, dec)
+    write_parquet(out / "daily_rank_ic.parquet", tables.daily)
+    write_parquet(out / "daily_pnl.parquet", tables.pnl)
+    html = report.render_html(result, tables.daily, tables.pnl, tables.deciles)
     atomic_write(out / "report.html", lambda p: p.write_text(html))
     markdown = report.render_markdown(result)
     atomic_write(out / "report.md", lambda p: p.write_text(markdown))

@@ -142,9 +142,11 @@ def shuffled_control(frame: pl.DataFrame, seed: int) -> pl.DataFrame:
     (or a score that is the label's own rank), never skill."""
     ok = frame.filter(pl.col("score").is_not_null() & pl.col("label").is_not_null()).sort(*KEYS, "code")
     rng = np.random.default_rng(seed)
-    ok = ok.with_columns(pl.Series("_key", rng.random(ok.height)))
-    ok = ok.with_columns(pl.col("label").sort_by("_key").over(KEYS).alias("shuffled"))
-    return daily_ic(ok, label="shuffled")
+    # Both orders are sorted by KEYS first, so the groups line up row for row: placing the labels in
+    # (KEYS, random key) order beside the (KEYS, code) order permutes them within each group.
+    keyed = ok.select(*KEYS, "label").with_columns(pl.Series("_key", rng.random(ok.height)))
+    shuffled = keyed.sort(*KEYS, "_key")["label"].alias("shuffled")
+    return daily_ic(ok.with_columns(shuffled), label="shuffled")
 
 
 def control_table(control: pl.DataFrame) -> dict[str, dict[str, dict[str, float]]]:

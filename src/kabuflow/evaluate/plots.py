@@ -41,8 +41,9 @@ def _grid(title: str) -> tuple[Figure, list]:
 
 
 def cumulative_pnl(pnl: pl.DataFrame, models: list[str]) -> str:
-    """Compounded long–short equity − 1 per horizon: net solid, gross dashed, one colour per model."""
-    fig, axes = _grid("Cumulative long–short return (top − bottom quantile): net solid, gross dashed")
+    """Cumulative log return Σ log(1 + r) per horizon (additive, so a strong model does not flatten the
+    others): net solid, gross dashed, one colour per model."""
+    fig, axes = _grid("Cumulative long–short log return (top − bottom quantile): net solid, gross dashed")
     col = colours(models)
     for ax, h in zip(axes, HORIZONS, strict=True):
         for m in models:
@@ -50,8 +51,8 @@ def cumulative_pnl(pnl: pl.DataFrame, models: list[str]) -> str:
             if part.height == 0:
                 continue
             dates = part["date"].to_list()
-            ax.plot(dates, np.cumprod(1 + part["net"].to_numpy()) - 1, color=col[m], lw=1.6, label=m)
-            ax.plot(dates, np.cumprod(1 + part["gross"].to_numpy()) - 1, color=col[m], lw=0.9, ls="--")
+            ax.plot(dates, np.cumsum(np.log1p(part["net"].to_numpy())), color=col[m], lw=1.6, label=m)
+            ax.plot(dates, np.cumsum(np.log1p(part["gross"].to_numpy())), color=col[m], lw=0.9, ls="--")
         ax.axhline(0, color="#888888", lw=0.6)
         ax.set_title(f"{h}-day horizon", fontsize=10)
         ax.tick_params(labelsize=8)

@@ -18,7 +18,7 @@ body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px 3
 h1{margin-bottom:4px} h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:32px}
 .meta{color:#666;font-size:13px}
 table{border-collapse:collapse;font-size:12.5px;margin:8px 0}
-th,td{border:1px solid #ddd;padding:3px 8px;text-align:right} th{background:#f3f3f3}
+th,td{border:1px solid #ddd;padding:3px 8px;text-align:right;white-space:nowrap} th{background:#f3f3f3}
 td.l,th.l{text-align:left} tr.oracle td{color:#555;font-style:italic}
 .alarm{background:#c62828;color:#fff;padding:14px 18px;border-radius:6px;font-size:15px}
 .alarm li{margin:4px 0} .ok{background:#e8f5e9;color:#1b5e20;padding:10px 16px;border-radius:6px}
@@ -50,6 +50,13 @@ def fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
     return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def _fixed(value: Any, decimals: int) -> str:
+    """Fixed decimals for the aligned text table; '—' when missing."""
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        return "—"
+    return f"{value:.{decimals}f}"
 
 
 def _e(text: Any) -> str:
@@ -116,10 +123,15 @@ def _summary_rows(metrics: dict[str, Any]) -> tuple[list[str], list[list[Any]], 
     return header, rows, classes
 
 
+def _ordered(per_model: dict[str, dict[str, Any]]) -> list[tuple[str, str, Any]]:
+    """(model, horizon, value) of a {model: {"5d": value}} mapping, models then horizons in order."""
+    return [(m, h, v) for m in sorted(per_model, key=model_rank) for h, v in _by_horizon(per_model[m])]
+
+
 def _fold_rows(metrics: dict[str, Any]) -> list[list[Any]]:
     out = []
-    for m, hs in metrics.get("folds", {}).items():
-        for h, folds in hs.items():
+    for m, h, folds in _ordered(metrics.get("folds", {})):
+        if True:
             for fold, s in folds.items():
                 out.append([m, h, fold, s["n_dates"], s["rank_ic"], s["rank_ic_tstat"], s["ls_sharpe_net"]])
     return out
@@ -144,51 +156,69 @@ def _img(fig_id: str, b64: str, alt: str) -> str:
     return f'<img class="plot" id="{fig_id}" alt="{_e(alt)}" src="data:image/png;base64,{b64}">'
 
 
+def _figures_html(
+    metrics: dict[str, Any], daily: pl.DataFrame, pnl: pl.DataFrame, deciles: pl.DataFrame
+) -> str:
+    models = [*sorted(metrics["models"], key=model_rank), *([ORACLE] if metrics.get("oracle") else [])]
+    return "\n".join(
+        [
+            "<h2>Cumulative long–short return</h2>"
+            + _img("fig-pnl", plots.cumulative_pnl(pnl, models), "cumulative long-short return"),
+            "<h2>RankIC over time</h2>"
+            + _img("fig-ric", plots.rolling_rank_ic(daily, models), "rolling RankIC"),
+            "<h2>Decile returns</h2>"
+            + _img("fig-deciles", plots.decile_bars(deciles, models), "decile mean returns"),
+        ]
+    )
+
+
+def _tables_html(metrics: dict[str, Any]) -> str:
+    _, _, classes = _summary_rows(metrics)
+    full = [[m, h, *(s.get(k) for k in METRICS), s.get("oracle_share")] for m, h, s in _rows(metrics)]
+    ctrl = [[m, h, c["rank_ic"], c["rank_ic_tstat"], c["n_dates"]] for m, h, c in _ordered(metrics.get("control", {}))]
+    vsn = "".join(
+        f"<h3>{_e(m)}</h3>" + _img(f"fig-vsn-{m}", plots.vsn_bars(w), f"VSN weights {m}")
+        for m, w in metrics.get("variable_selection", {}).items()
+    )
+    fold_header = ["model", "horizon", "fold", "dates", "RankIC", "NW t", "Sharpe net"]
+    return "\n".join(
+        [
+            "<h2>Every metric</h2>" + _table(["model", "horizon", *METRICS, "oracle_share"], full, classes),
+            "<h2>Per fold</h2>" + _table(fold_header, _fold_rows(metrics)),
+            "<h2>Shuffled-label control (should be ≈ 0)</h2>"
+            + _table(["model", "horizon", "RankIC", "NW t", "dates"], ctrl),
+            "<h2>Variable selection weights (ATFT-GAT-FAN)</h2>"
+            + (vsn or "<p>No variable-selection weights were provided.</p>"),
+            "<h2>Data</h2>" + _data_html(metrics.get("data", {})),
+            "<h2>Definitions</h2><ul>"
+            + "".join(f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in DEFINITIONS.items())
+            + "</ul>",
+        ]
+    )
+
+
 def render_html(
     metrics: dict[str, Any], daily: pl.DataFrame, pnl: pl.DataFrame, deciles: pl.DataFrame
 ) -> str:
     """The whole report page: alarms first, then the gate, the summary, plots, every table, the data."""
-    models = [*sorted(metrics["models"], key=model_rank), *([ORACLE] if metrics.get("oracle") else [])]
-    data, gate = metrics.get("data", {}), metrics.get("gate", {})
+    data = metrics.get("data", {})
     header, rows, classes = _summary_rows(metrics)
-    full_header = ["model", "horizon", *METRICS, "oracle_share"]
-    full = [[m, h, *(s.get(k) for k in METRICS), s.get("oracle_share")] for m, h, s in _rows(metrics)]
-    ctrl = [
-        [m, h, c["rank_ic"], c["rank_ic_tstat"], c["n_dates"]]
-        for m, hs in metrics.get("control", {}).items()
-        for h, c in hs.items()
-    ]
-    vsn = metrics.get("variable_selection", {})
-    vsn_html = "".join(
-        f"<h3>{_e(m)}</h3>" + _img(f"fig-vsn-{m}", plots.vsn_bars(w), f"VSN weights {m}")
-        for m, w in vsn.items()
+    period = (
+        f"test period {data.get('test_start')} … {data.get('test_end')} "
+        f"({data.get('n_test_dates')} sessions, {data.get('n_codes')} codes) · code {data.get('code_version', '?')}"
+        f" · cost {data.get('cost_bp')} bp per side"
     )
-    period = f"test period {data.get('test_start')} … {data.get('test_end')} ({data.get('n_test_dates')} sessions, {data.get('n_codes')} codes)"
-    sections = [
-        "<h1>kabuflow — out-of-sample evaluation</h1>",
-        f'<p class="meta">{_e(period)} · code {_e(data.get("code_version", "?"))} · cost {_e(data.get("cost_bp"))} bp per side</p>',
-        "<h2>Leakage alarms</h2>" + _alarms_html(metrics.get("alarms", [])),
-        "<h2>Promotion gate</h2>" + _gate_html(gate),
-        "<h2>Summary</h2>" + _table(header, rows, classes),
-        "<h2>Cumulative long–short return</h2>"
-        + _img("fig-pnl", plots.cumulative_pnl(pnl, models), "cumulative long-short return"),
-        "<h2>RankIC over time</h2>" + _img("fig-ric", plots.rolling_rank_ic(daily, models), "rolling RankIC"),
-        "<h2>Decile returns</h2>"
-        + _img("fig-deciles", plots.decile_bars(deciles, models), "decile mean returns"),
-        "<h2>Every metric</h2>" + _table(full_header, full, [c for c in classes]),
-        "<h2>Per fold</h2>"
-        + _table(["model", "horizon", "fold", "dates", "RankIC", "NW t", "Sharpe net"], _fold_rows(metrics)),
-        "<h2>Shuffled-label control (should be ≈ 0)</h2>"
-        + _table(["model", "horizon", "RankIC", "NW t", "dates"], ctrl),
-        "<h2>Variable selection weights (ATFT-GAT-FAN)</h2>"
-        + (vsn_html or "<p>No variable-selection weights were provided.</p>"),
-        "<h2>Data</h2>" + _data_html(data),
-        "<h2>Definitions</h2><ul>"
-        + "".join(f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in DEFINITIONS.items())
-        + "</ul>",
-        '<pre id="image-check" class="meta"></pre>',
-    ]
-    body = "\n".join(sections)
+    body = "\n".join(
+        [
+            f'<h1>kabuflow — out-of-sample evaluation</h1><p class="meta">{_e(period)}</p>',
+            "<h2>Leakage alarms</h2>" + _alarms_html(metrics.get("alarms", [])),
+            "<h2>Promotion gate</h2>" + _gate_html(metrics.get("gate", {})),
+            "<h2>Summary</h2>" + _table(header, rows, classes),
+            _figures_html(metrics, daily, pnl, deciles),
+            _tables_html(metrics),
+            '<pre id="image-check" class="meta"></pre>',
+        ]
+    )
     return (
         f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>kabuflow evaluation</title>'
         f"<style>{CSS}</style></head><body>\n{body}\n<script>{CHECK_JS}</script></body></html>\n"
@@ -219,14 +249,14 @@ def summary_table(metrics: dict[str, Any]) -> str:
     rows = _rows(metrics)
     horizons = sorted({h for _, h, _ in rows}, key=horizon_of)
     cell = {(m, h): s for m, h, s in rows}
-    head = f"{'model':<14}" + "".join(f"{h + ' RankIC':>11}{'SR net':>8}{'share':>7}" for h in horizons)
+    head = f"{'model':<14}" + "".join(f" {h + ' RankIC':>10} {'SR net':>7} {'share':>6}" for h in horizons)
     lines = [head, "-" * len(head)]
     for m in dict.fromkeys(m for m, _, _ in rows):
         parts = []
         for h in horizons:
             s = cell.get((m, h), {})
             rank_ic, sr, share = s.get("rank_ic"), s.get("ls_sharpe_net"), s.get("oracle_share")
-            parts.append(f"{fmt(rank_ic, 3):>11}{fmt(sr, 3):>8}{fmt(share, 2):>7}")
+            parts.append(f" {_fixed(rank_ic, 4):>10} {_fixed(sr, 2):>7} {_fixed(share, 2):>6}")
         lines.append(f"{m:<14}" + "".join(parts))
     gate = metrics.get("gate", {})
     if gate:

@@ -66,9 +66,11 @@ def sharpe(returns: np.ndarray, periods: int = 1) -> float:
 def moments(returns: np.ndarray) -> tuple[float, float]:
     """Skewness and (non-excess) kurtosis with population moments, as in Bailey & López de Prado."""
     r = np.asarray(returns, dtype=np.float64)
+    if r.size < 3:
+        return 0.0, 3.0
     d = r - r.mean()
     m2 = float(np.mean(d**2))
-    if r.size < 3 or m2 <= 0:
+    if m2 <= 0:
         return 0.0, 3.0
     return float(np.mean(d**3) / m2**1.5), float(np.mean(d**4) / m2**2)
 

@@ -17,6 +17,8 @@ ORACLE = "oracle"
 QUANTILES = ("q10", "q25", "q50", "q75", "q90")
 SPLITS = ("val", "test", "live")
 VSN_FILE = "vsn_weights.json"
+# Not part of a model: the predictions themselves and a resume checkpoint a killed run may leave behind.
+SKIP_FILES = frozenset({"predictions.parquet", "checkpoint.pt"})
 
 
 class StitchError(ValueError):
@@ -81,21 +83,29 @@ def check_unique(test: pl.DataFrame) -> None:
     """Raise StitchError naming the model and date when a date is predicted by two folds, or a
     (date, code) twice by one fold (the same directory passed twice)."""
     keys = ["model", "horizon", "date"]
-    twice = (
-        test.group_by(keys)
-        .agg(pl.col("fold").unique().sort().alias("folds"))
-        .filter(pl.col("folds").list.len() > 1)
-        .sort(keys)
+    # One pass over the rows; the details are only gathered when something is wrong.
+    counts = test.group_by(keys).agg(
+        pl.col("fold").n_unique().alias("folds"),
+        pl.len().alias("rows"),
+        pl.col("code").n_unique().alias("codes"),
     )
+    twice = counts.filter(pl.col("folds") > 1).sort(keys)
     if twice.height:
-        m, h, d, folds = twice.row(0)
+        m, h, d = twice.row(0)[:3]
+        folds = sorted(
+            test.filter((pl.col("model") == m) & (pl.col("horizon") == h) & (pl.col("date") == d))[
+                "fold"
+            ].unique()
+        )
         raise StitchError(
-            f"model {m!r} ({h}d): date {d} is predicted by folds {list(folds)}; test windows must not "
+            f"model {m!r} ({h}d): date {d} is predicted by folds {folds}; test windows must not "
             f"overlap ({twice.height} such model/horizon/date)"
         )
-    dup = test.group_by([*keys, "code"]).agg(pl.len().alias("n")).filter(pl.col("n") > 1).sort(keys)
+    dup = counts.filter(pl.col("rows") > pl.col("codes")).sort(keys)
     if dup.height:
-        m, h, d, code, n = dup.row(0)
+        m, h, d = dup.row(0)[:3]
+        day = test.filter((pl.col("model") == m) & (pl.col("horizon") == h) & (pl.col("date") == d))
+        code, n = day.group_by("code").len().filter(pl.col("len") > 1).sort("code").row(0)
         raise StitchError(
             f"model {m!r} ({h}d): date {d}, code {code} is predicted {n} times "
             "(was one predictions directory passed twice?)"
@@ -187,15 +197,17 @@ def read_vsn_weights(infos: list[PredictionDir]) -> dict[str, dict[str, float]]:
 
 
 def copy_model_files(infos: list[PredictionDir], model: str, dest: Path) -> list[str]:
-    """Copy the files a fold left beside its predictions (weights, config, history) for `model` into
-    dest/fold_<k>/, so that the evaluate output alone is enough to promote the model."""
+    """Copy the files a fold left beside its predictions (weights, config, history, metrics; top level
+    only) for `model` into dest/fold_<k>/, so that the evaluate output alone is enough to promote it."""
     copied = []
     for info in infos:
         if info.models != (model,):
             continue
         sub = dest / (f"fold_{info.folds[0]}" if len(info.folds) == 1 else info.path.name)
-        for src in sorted(p for p in info.path.rglob("*") if p.is_file() and p.name != "predictions.parquet"):
-            target = sub / src.relative_to(info.path)
+        for src in sorted(info.path.iterdir()):
+            if not src.is_file() or src.name in SKIP_FILES or src.name.startswith("."):
+                continue
+            target = sub / src.name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, target)
             copied.append(str(target.relative_to(dest.parent)))

@@ -1,4 +1,4 @@
-"""Expression helpers: `ts_*` run over a stock's own rows (`.over("code")`), `cs_*` over one date (`.over("date")`).
+"""Expression helpers: `ts_*` run over a stock's own rows (`.over` its code), `cs_*` over one date (`.over("date")`).
 
 Every time-series helper looks backwards only (shift by a positive n, trailing rolling windows,
 recursive EMAs), so a value at row t is a function of rows ≤ t of the same stock. Rows are sorted by
@@ -14,6 +14,10 @@ import polars as pl
 # The base frame's split-adjusted prices and volumes (AdjO..AdjVo); `va` is the turnover value in yen.
 O, H, L, C, V, VA = (pl.col(c) for c in ("o", "h", "l", "c", "v", "va"))  # noqa: E741
 LN2 = math.log(2.0)
+# Partition keys. `cid` is the code as a dense integer (same partition as "code"; hashing an integer
+# instead of a string makes `.over` ~3x faster). `dsec` is one integer per (date, 33-sector), null
+# where the sector is unknown.
+CODE, DATE, DATE_SECTOR = "cid", "date", "dsec"
 
 
 def div(a: pl.Expr, b: pl.Expr) -> pl.Expr:
@@ -28,7 +32,7 @@ def lag(e: pl.Expr, n: int = 1) -> pl.Expr:
 
 def ts(e: pl.Expr) -> pl.Expr:
     """Evaluate a row-wise/rolling expression separately for each stock, over its own rows in date order."""
-    return e.over("code")
+    return e.over(CODE)
 
 
 def ts_ret(e: pl.Expr, n: int) -> pl.Expr:
@@ -62,31 +66,29 @@ def wilder(e: pl.Expr, n: int) -> pl.Expr:
 
 def cs_rank(e: pl.Expr) -> pl.Expr:
     """Rank within the date scaled to [0, 1]: (rank - 1) / (n - 1), ties averaged; null when n < 2."""
-    n = e.count().over("date")
-    return pl.when(n > 1).then((e.rank("average").over("date") - 1.0) / (n - 1))
+    n = e.count().over(DATE)
+    return pl.when(n > 1).then((e.rank("average").over(DATE) - 1.0) / (n - 1))
 
 
 def cs_z(e: pl.Expr) -> pl.Expr:
     """(e - mean) / std (ddof=1) within the date; null when the std is 0 or undefined."""
-    return div(e - e.mean().over("date"), e.std().over("date"))
+    return div(e - e.mean().over(DATE), e.std().over(DATE))
 
 
-def grp_mean(e: pl.Expr, by: list[str]) -> pl.Expr:
-    """Mean within groups (e.g. date × sector); null for rows whose group key is null."""
-    return pl.when(pl.all_horizontal(pl.col(k).is_not_null() for k in by)).then(e.mean().over(by))
+def grp_mean(e: pl.Expr, key: str = DATE_SECTOR) -> pl.Expr:
+    """Mean within a group (default date × sector); null for rows whose group key is null."""
+    return pl.when(pl.col(key).is_not_null()).then(e.mean().over(key))
 
 
-def grp_z(e: pl.Expr, by: list[str]) -> pl.Expr:
-    """In-group z-score (ddof=1); null for null keys or a constant group."""
-    keyed = pl.all_horizontal(pl.col(k).is_not_null() for k in by)
-    return pl.when(keyed).then(div(e - e.mean().over(by), e.std().over(by)))
+def grp_z(e: pl.Expr, key: str = DATE_SECTOR) -> pl.Expr:
+    """In-group z-score (ddof=1); null for a null key or a constant group."""
+    return pl.when(pl.col(key).is_not_null()).then(div(e - e.mean().over(key), e.std().over(key)))
 
 
-def grp_rank(e: pl.Expr, by: list[str]) -> pl.Expr:
-    """In-group rank scaled to [0, 1] like cs_rank; null for null keys or groups of fewer than 2."""
-    n = e.count().over(by)
-    keyed = pl.all_horizontal(pl.col(k).is_not_null() for k in by)
-    return pl.when(keyed & (n > 1)).then((e.rank("average").over(by) - 1.0) / (n - 1))
+def grp_rank(e: pl.Expr, key: str = DATE_SECTOR) -> pl.Expr:
+    """In-group rank scaled to [0, 1] like cs_rank; null for a null key or a group of fewer than 2."""
+    n = e.count().over(key)
+    return pl.when(pl.col(key).is_not_null() & (n > 1)).then((e.rank("average").over(key) - 1.0) / (n - 1))
 
 
 def f64(name: str) -> pl.Expr:

@@ -61,15 +61,25 @@ def bars_frame(bars: pl.DataFrame, cal: pl.DataFrame) -> tuple[pl.DataFrame, dic
         pl.col("C").alias("c_raw"),
         pl.col("Vo").alias("v_raw"),
     )
-    on_cal = df.join(cal.lazy().select("date", "sess"), on="date", how="inner")
+    on_cal = df.join(cal.lazy().select("date", "sess"), on="date", how="inner", maintain_order="left")
     priced = pl.all_horizontal((pl.col(k) > 0).fill_null(False) for k in ("o", "h", "l", "c"))
-    out = on_cal.filter(priced).sort("code", "date").collect()
+    out = on_cal.filter(priced).collect()
+    if not _sorted_unique(out):
+        out = out.sort("code", "date")
+        if not _sorted_unique(out):
+            raise ValueError(f"{BARS}: more than one bar for some (Code, Date); ingest should deduplicate")
     n_cal = on_cal.select(pl.len()).collect().item()
     dropped = {"off_calendar": bars.height - n_cal, "no_positive_price": n_cal - out.height}
-    dup = out.select((pl.struct("code", "date").is_duplicated()).any()).item()
-    if dup:
-        raise ValueError(f"{BARS}: more than one bar for some (Code, Date); ingest should have deduplicated")
+    # Dense integer id per code (the frame is sorted by code): the partition key of every ts_ helper.
+    out = out.with_columns(cid=pl.col("code").rle_id())
     return out, dropped
+
+
+def _sorted_unique(df: pl.DataFrame) -> bool:
+    """True when rows are strictly increasing in (code, date): sorted, one bar per code and date."""
+    same = pl.col("code") == pl.col("code").shift(1)
+    later = (pl.col("date") > pl.col("date").shift(1)) | ~same
+    return bool(df["code"].is_sorted() and df.select(later.fill_null(True).all()).item())
 
 
 def attach_master(frame: pl.DataFrame, master: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, Any]]:
@@ -96,9 +106,18 @@ def attach_master(frame: pl.DataFrame, master: pl.DataFrame) -> tuple[pl.DataFra
             f"first bar of {later} codes: its sector and market are used for every date (a known look-ahead "
             "in s33/mkt before the snapshot date; no master history to do better)"
         )
-        return out, {"mode": "snapshot", "codes_backfilled": later, "note": note}
+        return with_sector_key(out), {"mode": "snapshot", "codes_backfilled": later, "note": note}
     # Both sides sorted by (code, date): join_asof matches within each code without a global re-sort.
     out = frame.join_asof(
         m.sort("code", "mdate"), left_on="date", right_on="mdate", by="code", check_sortedness=False
     ).drop("mdate")
-    return out, {"mode": "as_of", "note": "s33/mkt from the latest master row dated on or before each date"}
+    return with_sector_key(out), {
+        "mode": "as_of",
+        "note": "s33/mkt from the latest master row dated on or before each date",
+    }
+
+
+def with_sector_key(frame: pl.DataFrame) -> pl.DataFrame:
+    """Add `dsec`: one integer per (date, S33), null where the sector is unknown (the sec_ helpers' partition)."""
+    sector = pl.col("s33").rank("dense").cast(pl.Int64)
+    return frame.with_columns(dsec=pl.col("date").to_physical().cast(pl.Int64) * 1024 + sector)

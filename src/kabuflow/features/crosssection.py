@@ -21,8 +21,8 @@ SCORED = ("ret_5d", "ret_20d", "vol_20d", "liq_volume_ratio_20d")
 
 
 def cs_rank_of(col: str) -> pl.Expr:
-    """Rank of a feature among the stocks trading on the date, in [0, 1]."""
-    return cs_rank(f64(col)).alias(f"cs_rank_{col}")
+    """Rank of a feature among the stocks trading on the date, in [0, 1] (ranks need no float64 copy)."""
+    return cs_rank(pl.col(col)).alias(f"cs_rank_{col}")
 
 
 def cs_z_of(col: str) -> pl.Expr:

@@ -11,32 +11,30 @@ import polars as pl
 from kabuflow.features._ops import f64, grp_mean, grp_rank, grp_z
 from kabuflow.features.spec import Family, Feature
 
-BY = ["date", "s33"]
-
 
 def sec_ret(w: int) -> pl.Expr:
     """Equal-weight mean of the sector's w-bar stock returns on the date."""
-    return grp_mean(f64(f"ret_{w}d"), BY).alias(f"sec_ret_{w}d")
+    return grp_mean(f64(f"ret_{w}d")).alias(f"sec_ret_{w}d")
 
 
 def sec_mom(w: int) -> pl.Expr:
     """Sector momentum: equal-weight mean of the sector's w-bar returns."""
-    return grp_mean(f64(f"ret_{w}d"), BY).alias(f"sec_mom_{w}d")
+    return grp_mean(f64(f"ret_{w}d")).alias(f"sec_mom_{w}d")
 
 
 def sec_rel(w: int) -> pl.Expr:
     """Stock's w-bar return minus its sector's mean."""
-    return (f64(f"ret_{w}d") - grp_mean(f64(f"ret_{w}d"), BY)).alias(f"sec_rel_{w}d")
+    return (f64(f"ret_{w}d") - grp_mean(f64(f"ret_{w}d"))).alias(f"sec_rel_{w}d")
 
 
 def sec_z(col: str) -> pl.Expr:
     """In-sector z-score of a stock feature on the date."""
-    return grp_z(f64(col), BY).alias(f"sec_z_{col}")
+    return grp_z(f64(col)).alias(f"sec_z_{col}")
 
 
 def sec_rank(col: str) -> pl.Expr:
     """In-sector rank of a stock feature on the date, in [0, 1]."""
-    return grp_rank(f64(col), BY).alias(f"sec_rank_{col}")
+    return grp_rank(f64(col)).alias(f"sec_rank_{col}")
 
 
 def features() -> list[Feature]:

@@ -83,7 +83,7 @@ def disclosures(fins: pl.DataFrame, cal: pl.DataFrame) -> pl.DataFrame:
 
 
 def ts_code(e: pl.Expr) -> pl.Expr:
-    """Per-company sequence over its disclosures (the fins table's own `ts`)."""
+    """Per-company sequence over its disclosures (the fins table's own `ts`; small, so the string key is fine)."""
     return e.over("Code")
 
 

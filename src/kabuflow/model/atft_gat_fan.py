@@ -84,7 +84,7 @@ class ATFTGATFAN(nn.Module):
         self.lstm_gate = GateAddNorm(d, cfg.dropout)
         self.attn = InterpretableAttention(d, cfg.heads, cfg.dropout)
         self.attn_gate = GateAddNorm(d, cfg.dropout)
-        self.ffn = GRN(d, d, d, cfg.dropout)
+        self.ffn = GRN(d, cfg.ff_mult * d, d, cfg.dropout)  # position-wise GRN, transformer-style width
         self.graph = GraphBlock(d, cfg.gat_layers, cfg.gat_heads, cfg.dropout) if cfg.use_graph else None
         self.head = QuantileHead(d, n_horizons, tuple(cfg.quantiles))
 

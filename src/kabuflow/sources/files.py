@@ -10,7 +10,7 @@ from typing import Any
 import polars as pl
 
 from kabuflow import calendar, schema
-from kabuflow.config import Config
+from kabuflow.config import Config, ConfigError
 from kabuflow.schema import RAW, SchemaError
 from kabuflow.sources import SourceResult
 
@@ -30,21 +30,7 @@ DATE_COL = {
 # Columns a table cannot do without; every other schema.RAW column is filled with typed nulls
 # when absent (and the manifest says so).
 REQUIRED = {
-    "equities_bars_daily": (
-        "Date",
-        "Code",
-        "O",
-        "H",
-        "L",
-        "C",
-        "Vo",
-        "AdjFactor",
-        "AdjO",
-        "AdjH",
-        "AdjL",
-        "AdjC",
-        "AdjVo",
-    ),
+    "equities_bars_daily": tuple("Date Code O H L C Vo AdjFactor AdjO AdjH AdjL AdjC AdjVo".split()),
     "equities_master": ("Date", "Code", "S33", "Mkt"),
     "indices_bars_daily_topix": ("Date", "O", "H", "L", "C"),
     "fins_summary": ("DiscDate", "DiscTime", "Code", "DocType"),
@@ -58,7 +44,7 @@ DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d", "%Y/%m/%d")
 
 def _bad(what: str, col: str, s: pl.Series, ok: pl.Series, dtype: object) -> None:
     """Raise naming the column and an example when a non-empty input did not convert."""
-    lost = s.is_not_null() & (s.cast(pl.String).str.strip_chars() != "") & ok.is_null()
+    lost = s.is_not_null() & ~s.cast(pl.String).str.strip_chars().is_in(["", "-"]) & ok.is_null()
     if lost.any():
         example = s.filter(lost)[0]
         raise SchemaError(
@@ -160,7 +146,10 @@ def clean(df: pl.DataFrame, table: str) -> tuple[pl.DataFrame, list[dict[str, An
         sess = pl.Series(calendar.sessions(df["Date"].min(), df["Date"].max()), dtype=pl.Date)
         key = ["Code", "Date"] if "Code" in RAW[table] else ["Date"]
         rules.append(("not_session", ~pl.col("Date").is_in(sess.implode())))
-        rules.append(("duplicate", pl.struct(key).is_first_distinct().not_()))
+        # sorted (stably: the first copy stays first), a duplicate equals the row before it
+        df = df.sort(key, maintain_order=True)
+        same = pl.all_horizontal([pl.col(k) == pl.col(k).shift(1) for k in key]).fill_null(False)
+        rules.append(("duplicate", same))
         if table == "equities_bars_daily":
             rules.append(("zero_volume", pl.col("Vo").fill_null(0.0) <= 0))
         prices = ["O", "H", "L", "C"] + (["AdjC"] if table == "equities_bars_daily" else [])
@@ -206,8 +195,12 @@ def read_table(path: Path) -> pl.DataFrame:
     return pl.read_csv(path, infer_schema=False)
 
 
-def _date_or_none(text: str) -> dt.date | None:
-    return dt.date.fromisoformat(text) if text else None
+def setting_date(text: str, setting: str) -> dt.date | None:
+    """An ISO date from the config ("" = unset); the error names the setting."""
+    try:
+        return dt.date.fromisoformat(text) if text else None
+    except ValueError:
+        raise ConfigError(f"{setting}={text!r} is not an ISO date (YYYY-MM-DD)") from None
 
 
 def load(cfg: Config) -> SourceResult:
@@ -217,7 +210,7 @@ def load(cfg: Config) -> SourceResult:
     root = Path(cfg.data.path)
     if not root.is_dir():
         raise FileNotFoundError(f"data.path {root} is not a directory")
-    start, end = _date_or_none(cfg.data.start), _date_or_none(cfg.data.end)
+    start, end = setting_date(cfg.data.start, "data.start"), setting_date(cfg.data.end, "data.end")
     tables: dict[str, pl.DataFrame] = {}
     dropped: list[dict[str, Any]] = []
     notes: dict[str, Any] = {"path": str(root), "files": {}, "filled_columns": {}}

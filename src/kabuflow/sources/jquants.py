@@ -22,7 +22,7 @@ from kabuflow import calendar, storage
 from kabuflow.config import Config, ConfigError
 from kabuflow.schema import RAW, RAW_REQUIRED
 from kabuflow.sources import SourceResult
-from kabuflow.sources.files import clean, coerce, select_dates
+from kabuflow.sources.files import clean, coerce, select_dates, setting_date
 
 log = logging.getLogger(__name__)
 JST = ZoneInfo("Asia/Tokyo")
@@ -253,8 +253,9 @@ def _calendar_mismatch(cal: pl.DataFrame) -> list[str]:
 
 
 def _range(cfg: Config, today: dt.date) -> tuple[dt.date, dt.date]:
-    end = dt.date.fromisoformat(cfg.data.end) if cfg.data.end else calendar.previous_session(today)
-    start = dt.date.fromisoformat(cfg.data.start) if cfg.data.start else end - dt.timedelta(days=5 * 365)
+    """data.start..data.end; by default the last session before today and five years (Light plan) back."""
+    end = setting_date(cfg.data.end, "data.end") or calendar.previous_session(today)
+    start = setting_date(cfg.data.start, "data.start") or end - dt.timedelta(days=5 * 365)
     if start > end:
         raise ConfigError(f"data.start={start} is after data.end={end}")
     return start, end

@@ -59,14 +59,18 @@ def resolve(cfg: Config) -> SyntheticConfig:
         try:
             dt.date.fromisoformat(getattr(s, key))
         except ValueError:
-            raise ConfigError(f"synthetic.{key} (or data.{key}) is not an ISO date: {getattr(s, key)!r}") from None
+            raise ConfigError(
+                f"synthetic.{key} (or data.{key}) is not an ISO date: {getattr(s, key)!r}"
+            ) from None
     if s.start >= s.end:
         raise ConfigError(f"synthetic.start {s.start} must come before synthetic.end {s.end}")
     if not MIN_STOCKS <= s.n_stocks <= MAX_STOCKS:
         raise ConfigError(f"synthetic.n_stocks must be in [{MIN_STOCKS}, {MAX_STOCKS}], got {s.n_stocks}")
     for name in signals.SIGNALS:
         if getattr(s, name) < 0:
-            raise ConfigError(f"synthetic.{name} must be >= 0 (0 switches the signal off), got {getattr(s, name)}")
+            raise ConfigError(
+                f"synthetic.{name} must be >= 0 (0 switches the signal off), got {getattr(s, name)}"
+            )
     return s
 
 
@@ -81,7 +85,9 @@ def _sessions(start: str, end: str) -> tuple[np.ndarray, int, int]:
     t0 = int(np.searchsorted(s, np.datetime64(start)))
     t1 = int(np.searchsorted(s, np.datetime64(end), side="right"))
     if t1 - t0 < MIN_SESSIONS:
-        raise ConfigError(f"synthetic.start..end holds {t1 - t0} sessions; at least {MIN_SESSIONS} are needed")
+        raise ConfigError(
+            f"synthetic.start..end holds {t1 - t0} sessions; at least {MIN_SESSIONS} are needed"
+        )
     return s, t0, t1 - t0
 
 
@@ -115,7 +121,7 @@ def simulate(s: SyntheticConfig, perturb_from: int | None = None, keep_parts: bo
 def oracle_table(m: Market) -> pl.DataFrame:
     """schema.ORACLE rows for every stock-day with a bar, sorted by (Code, Date)."""
     i, t = np.nonzero(m.bar.T)
-    cols = {"Date": m.dates[t], "Code": m.universe.codes[i]}
+    cols = {"Date": m.dates[t], "Code": pl.Series(m.universe.codes).gather(i)}
     cols |= {f"oracle_{h}d": m.oracle[t, i, k] for k, h in enumerate(signals.HORIZONS)}
     return pl.DataFrame(cols)
 
@@ -131,7 +137,9 @@ def build_tables(m: Market) -> dict[str, pl.DataFrame]:
         "equities_master": tables.master(u, m.dates, p, m.bar),
         "indices_bars_daily_topix": index,
         "fins_summary": fins.fins_table(u, m.schedule, m.shocks.z, m.shocks.w, p.shares),
-        "equities_investor_types": flows.investor_types(u, m.dates, value, index["C"].to_numpy(), _rng(s.seed, 5)),
+        "equities_investor_types": flows.investor_types(
+            u, m.dates, value, index["C"].to_numpy(), _rng(s.seed, 5)
+        ),
         "markets_margin_interest": flows.margin_interest(u, m.dates, adj_close, p.shares, _rng(s.seed, 6)),
         "markets_calendar": tables.calendar(m.dates),
     }

@@ -8,7 +8,16 @@ import numpy as np
 import polars as pl
 
 # What a split ratio is called, by AdjFactor on the ex-date (J-Quants: 0.5 = one share became two).
-SPLIT_NAMES = {0.5: "1:2", 1 / 3: "1:3", 0.25: "1:4", 0.2: "1:5", 0.1: "1:10", 2.0: "2:1", 5.0: "5:1", 10.0: "10:1"}
+SPLIT_NAMES = {
+    0.5: "1:2",
+    1 / 3: "1:3",
+    0.25: "1:4",
+    0.2: "1:5",
+    0.1: "1:10",
+    2.0: "2:1",
+    5.0: "5:1",
+    10.0: "10:1",
+}
 
 
 def daily_returns(bars: pl.DataFrame) -> pl.DataFrame:
@@ -88,11 +97,14 @@ def stylized_facts(bars: pl.DataFrame, min_days: int = 250, max_stocks: int = 80
 
     `vol`: median daily std of log returns; `kurt`: median excess kurtosis; `acf_abs`: median lag-1
     autocorrelation of |r| (volatility clustering); `corr`: mean pairwise correlation (median over
-    years); `dispersion`: median over dates of the cross-sectional std; `zero_share`: median share of
-    zero-return days; `splits_per_1000`: ex-dates per 1,000 stock-years.
+    years); `mkt_vol`, `mkt_acf_abs`: daily std and lag-1 autocorrelation of |r| of the equal-weight
+    market return; `dispersion`: median over dates of the cross-sectional std; `zero_share`: median
+    share of zero-return days; `splits_per_1000`: ex-dates per 1,000 stock-years.
     """
     rets = daily_returns(bars)
     per = _per_stock(rets, min_days)
+    ew = rets.group_by("Date").agg(pl.col("r").mean()).sort("Date")["r"].to_numpy()
+    ew_abs = np.abs(ew - ew.mean())
     disp = rets.group_by("Date").agg(s=pl.col("r").std(), n=pl.len()).filter(pl.col("n") >= 20)["s"]
     stock_years = bars.height / 245.0
     n_splits = bars.filter((pl.col("AdjFactor") != 1.0) & pl.col("AdjFactor").is_not_null()).height
@@ -102,6 +114,8 @@ def stylized_facts(bars: pl.DataFrame, min_days: int = 250, max_stocks: int = 80
         "kurt": float(per["kurt"].median()),
         "acf_abs": float(per["acf_abs"].median()),
         "corr": _mean_pairwise_corr(rets, max_stocks),
+        "mkt_vol": float(ew.std()),
+        "mkt_acf_abs": float(np.corrcoef(ew_abs[1:], ew_abs[:-1])[0, 1]),
         "dispersion": float(disp.median()),
         "zero_share": float(per["zero"].median()),
         "splits_per_1000": 1000.0 * n_splits / stock_years if stock_years else float("nan"),

@@ -96,7 +96,9 @@ def _draw(day: np.ndarray, s: Schedule, fallback: np.ndarray) -> np.ndarray:
     return np.where(inside, day[np.clip(s.eff, 0, len(day) - 1), s.stock], fallback)
 
 
-def fins_table(u: Universe, s: Schedule, z_day: np.ndarray, w_day: np.ndarray, shares: np.ndarray) -> pl.DataFrame:
+def fins_table(
+    u: Universe, s: Schedule, z_day: np.ndarray, w_day: np.ndarray, shares: np.ndarray
+) -> pl.DataFrame:
     """fins_summary rows (J-Quants v2 names): results to date and the forecast for the year.
 
     FY statements carry next year's forecast in NxF* (F* null), as J-Quants does. `shares` [T, N] are

@@ -32,7 +32,9 @@ def weeks(dates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return starts, np.r_[starts[1:] - 1, len(dates) - 1]
 
 
-def investor_types(u: Universe, dates: np.ndarray, value: np.ndarray, index: np.ndarray, rng: np.random.Generator) -> pl.DataFrame:
+def investor_types(
+    u: Universe, dates: np.ndarray, value: np.ndarray, index: np.ndarray, rng: np.random.Generator
+) -> pl.DataFrame:
     """equities_investor_types: weekly sell/buy/total/balance (thousand yen) by section and investor type."""
     first, last = weeks(dates)
     ok = last + INVESTOR_PUB_LAG < len(dates)
@@ -74,34 +76,35 @@ def margin_interest(
     last = last[last + MARGIN_PUB_LAG < len(dates)]
     seen = np.maximum.accumulate(np.where(np.isnan(adj_close), 0, np.arange(len(dates))[:, None]), axis=0)
     filled = adj_close[seen, np.arange(u.n)]  # last close on or before each session
-    a, out = np.zeros(u.n), []
+    a, out = np.zeros(u.n), {k: [] for k in ("t", "i", "short", "long", "short_std", "long_std")}
     std_share = np.clip(rng.normal(0.75, 0.1, u.n), 0.4, 0.95)
+    loanable = u.iss_type == "2"
     prev = filled[0]
     for t in last:
         wr = np.nan_to_num(np.log(filled[t] / prev))
         prev = filled[t]
         a = 0.9 * a + 0.1 * rng.standard_normal(u.n) - 1.0 * wr
-        listed = (u.list_start <= t) & (u.list_end >= t)
         long = np.round(shares[t] * u.long_ratio * np.exp(a) / 100) * 100
-        short_ratio = np.where(u.iss_type == "2", u.short_ratio, 0.05) * np.exp(0.3 * rng.standard_normal(u.n))
-        short = np.round(long * short_ratio / 100) * 100
-        long_std = np.round(long * std_share / 100) * 100
-        short_std = np.where(u.iss_type == "2", np.round(short * std_share / 100) * 100, 0.0)
-        i = np.flatnonzero(listed)
-        out.append(
-            pl.DataFrame(
-                {
-                    "PubDate": np.full(len(i), dates[t + MARGIN_PUB_LAG]),
-                    "Date": np.full(len(i), dates[t]),
-                    "Code": u.codes[i],
-                    "IssType": u.iss_type[i],
-                    "ShrtVol": short[i],
-                    "LongVol": long[i],
-                    "ShrtNegVol": short[i] - short_std[i],
-                    "LongNegVol": long[i] - long_std[i],
-                    "ShrtStdVol": short_std[i],
-                    "LongStdVol": long_std[i],
-                }
-            )
-        )
-    return pl.concat(out).sort("Code", "Date")
+        ratio = np.where(loanable, u.short_ratio, 0.05) * np.exp(0.3 * rng.standard_normal(u.n))
+        short = np.round(long * ratio / 100) * 100
+        i = np.flatnonzero((u.list_start <= t) & (u.list_end >= t))
+        for key, val in (("t", np.full(len(i), t)), ("i", i), ("short", short[i]), ("long", long[i])):
+            out[key].append(val)
+        out["long_std"].append(np.round(long[i] * std_share[i] / 100) * 100)
+        out["short_std"].append(np.where(loanable[i], np.round(short[i] * std_share[i] / 100) * 100, 0.0))
+    c = {k: np.concatenate(v) for k, v in out.items()}
+    codes = pl.Series(u.codes)
+    return pl.DataFrame(
+        {
+            "PubDate": dates[c["t"] + MARGIN_PUB_LAG],
+            "Date": dates[c["t"]],
+            "Code": codes.gather(c["i"]),
+            "IssType": pl.Series(u.iss_type).gather(c["i"]),
+            "ShrtVol": c["short"],
+            "LongVol": c["long"],
+            "ShrtNegVol": c["short"] - c["short_std"],
+            "LongNegVol": c["long"] - c["long_std"],
+            "ShrtStdVol": c["short_std"],
+            "LongStdVol": c["long_std"],
+        }
+    ).sort("Code", "Date")

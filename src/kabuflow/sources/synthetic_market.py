@@ -10,11 +10,17 @@ from kabuflow.sources.synthetic_universe import CLUSTER_VOL, MKT_VOL, SECTOR_VOL
 
 # Market factor: GARCH(1,1) with Student-t(5) shocks and a two-state Markov regime (calm / turbulent,
 # turbulence roughly once a year for about six weeks, doubling volatility).
-MKT_GARCH = (0.08, 0.90)
-P_CALM_TO_TURB, P_TURB_TO_CALM, TURB_MULT = 0.004, 0.03, 2.0
+MKT_GARCH = (0.12, 0.86)
+P_CALM_TO_TURB, P_TURB_TO_CALM, TURB_MULT = 0.003, 0.03, 2.5
 MKT_DRIFT = 0.0002  # expected daily market return, in the oracle through each stock's beta
-IDIO_GARCH = (0.08, 0.90)
+IDIO_GARCH = (0.12, 0.86)
 IDIO_DF, FACTOR_DF = 5.0, 5.0
+MAX_VOL_MULT = 5.0  # conditional vols stay below 5x their long-run level
+# Idiosyncratic news jumps: ~2.5 a year, 4 residual vols on average (they make the fat tails).
+JUMP_RATE, JUMP_SIZE = 0.01, 4.0
+IDIO_MKT_SHARE = 0.7  # share of idiosyncratic variance that scales with market volatility
+# A slow log-volatility level per stock (AR(1), half-life ~5 months, SD ~0.3): months of calm or stress.
+SLOW_VOL_AR, SLOW_VOL_SD = 0.995, 0.6
 MOM_STYLE_WINDOW = 120
 # Statement day: the price reacts to the surprise (REACT residual vols per SD) and volume jumps.
 REACT, ANN_VOLUME = 1.2, 0.8
@@ -49,8 +55,8 @@ def day_rng(seed: int, t: int, perturb_from: int | None) -> np.random.Generator:
 
 
 def _t(rng: np.random.Generator, df: float, size: int) -> np.ndarray:
-    """Student-t draws scaled to unit variance and clipped at 12 SD (no 100-sigma days)."""
-    return np.clip(rng.standard_t(df, size) / np.sqrt(df / (df - 2)), -12, 12)
+    """Student-t draws scaled to unit variance and clipped at 8 SD (symmetric: still mean zero)."""
+    return np.clip(rng.standard_t(df, size) / np.sqrt(df / (df - 2)), -8, 8)
 
 
 def _zscore(x: np.ndarray) -> np.ndarray:
@@ -71,6 +77,7 @@ class _Loop:
         self.i_omega = u.idio_vol**2 * (1 - ai - bi)
         self.i_h = u.idio_vol**2
         self.ar = np.zeros(n)
+        self.slow = np.zeros(n)
         self.mom_sum = np.zeros(n)
         self.n_clusters = int(u.cluster.max()) + 1
         self.cl = np.where(u.cluster >= 0, u.cluster, 0)
@@ -86,14 +93,18 @@ class _Loop:
         m = np.sqrt(self.m_h) * zeta
         vs = np.sqrt(self.m_h) * mult / MKT_VOL
         a, b = MKT_GARCH
-        self.m_h = self.m_omega + a * m**2 + b * self.m_h
+        self.m_h = min(self.m_omega + a * m**2 + b * self.m_h, (MAX_VOL_MULT * MKT_VOL) ** 2)
         f_sec = SECTOR_VOL * vs * _t(rng, FACTOR_DF, len(SECTORS))
         f_cl = CLUSTER_VOL * vs * _t(rng, FACTOR_DF, max(1, self.n_clusters))
         f_style = STYLE_VOL * vs * rng.standard_normal(3)
         xi = _t(rng, IDIO_DF, n)
         nu, z, w = rng.standard_normal(n), rng.standard_normal(n), rng.standard_normal(n)
-        noise = rng.standard_normal((5, n))
-        sig = np.sqrt(self.i_h * (0.7 + 0.3 * vs**2))
+        noise = rng.standard_normal((7, n))
+        self.slow = SLOW_VOL_AR * self.slow + SLOW_VOL_SD * np.sqrt(1 - SLOW_VOL_AR**2) * noise[6]
+        jump = (rng.random(n) < JUMP_RATE) * JUMP_SIZE * u.resid_vol * noise[5]
+        level = np.exp(self.slow - SLOW_VOL_SD**2 / 2)  # mean-one variance multiplier
+        sig = np.sqrt(self.i_h * level * (1 - IDIO_MKT_SHARE + IDIO_MKT_SHARE * vs**2))
+        sig = np.minimum(sig, MAX_VOL_MULT * u.idio_vol)
         ai, bi = IDIO_GARCH
         self.i_h = self.i_omega + ai * self.i_h * xi**2 + bi * self.i_h
         mom_expo = _zscore(self.mom_sum)
@@ -103,13 +114,14 @@ class _Loop:
             + u.style @ f_style[:2]
             + mom_expo * f_style[2]
             + sig * xi
+            + jump
             + ann * REACT * u.resid_vol * z
         )
         self.mom_sum += resid
         if t >= MOM_STYLE_WINDOW:
             self.mom_sum -= out["u"][t - MOM_STYLE_WINDOW]
         self.ar = VOL_AR * self.ar + VOL_AR_SD * noise[3]
-        abs_move = np.abs(resid) / u.resid_vol
+        abs_move = np.minimum(np.abs(resid) / u.resid_vol, 10.0)
         logv = self.log_base + self.ar + VOL_ABS * (abs_move - 0.8) + VOL_MKT * np.log(vs)
         logv += VOL_NU * nu + ANN_VOLUME * ann + VOL_NOISE * noise[4]
         out["e"][t] = u.beta * mult * m + resid

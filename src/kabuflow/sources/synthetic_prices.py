@@ -9,8 +9,12 @@ import numpy as np
 from kabuflow.sources.synthetic_universe import Universe
 
 # TSE daily price limits (yen) by base price: width applies below each bound.
-LIMIT_BOUNDS = np.array([100, 200, 500, 700, 1e3, 1.5e3, 2e3, 3e3, 5e3, 7e3, 1e4, 1.5e4, 2e4, 3e4, 5e4, 7e4, 1e5])
-LIMIT_WIDTH = np.array([30, 50, 80, 100, 150, 300, 400, 500, 700, 1e3, 1.5e3, 3e3, 4e3, 5e3, 7e3, 1e4, 1.5e4, 3e4])
+LIMIT_BOUNDS = np.array(
+    [100, 200, 500, 700, 1e3, 1.5e3, 2e3, 3e3, 5e3, 7e3, 1e4, 1.5e4, 2e4, 3e4, 5e4, 7e4, 1e5]
+)
+LIMIT_WIDTH = np.array(
+    [30, 50, 80, 100, 150, 300, 400, 500, 700, 1e3, 1.5e3, 3e3, 4e3, 5e3, 7e3, 1e4, 1.5e4, 3e4]
+)
 # Tick sizes (yen) up to each bound (inclusive): the general table and the finer TOPIX500 one.
 TICK_BOUNDS = np.array([3e3, 5e3, 3e4, 5e4, 3e5, 5e5, 3e6])
 TICK = np.array([1, 5, 10, 50, 100, 500, 1e3, 5e3])
@@ -19,7 +23,7 @@ TICK500 = np.array([0.1, 0.5, 1, 5, 10, 50, 100, 500, 1e3])
 # Splits and consolidations: candidate board decisions ~0.2 per company-year; a high price (raw
 # >= 3,000 yen) makes it a split, a low one (< 400 yen) a consolidation (mostly before the October
 # 2018 move of every TSE stock to 100-share units, when 10:1 consolidations were common).
-DECISIONS_PER_YEAR = 0.2
+DECISIONS_PER_YEAR = 0.15
 SPLIT_RATIOS, SPLIT_P = np.array([2, 3, 4, 5, 10]), np.array([0.55, 0.15, 0.1, 0.12, 0.08])
 CONSOL_RATIOS, CONSOL_P = np.array([0.1, 0.2, 0.5]), np.array([0.65, 0.25, 0.1])
 UNIT_UNIFICATION = np.datetime64("2018-10-01")
@@ -61,12 +65,18 @@ def latent_path(u: Universe, r: np.ndarray) -> np.ndarray:
     return u.price0 * np.exp(np.cumsum(g, axis=0))
 
 
-def split_factors(u: Universe, q: np.ndarray, bar: np.ndarray, dates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def split_factors(
+    u: Universe, q: np.ndarray, bar: np.ndarray, dates: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """[T, N] share multiplier per event day (2 = a 1:2 split, 0.1 = a 10:1 consolidation), else 1."""
     t_len, n = q.shape
     k = rng.poisson(DECISIONS_PER_YEAR * t_len / 245.0 * n)
     when, who = rng.integers(1, t_len, k), rng.integers(0, n, k)
-    pick_split, pick_cons, later = rng.choice(SPLIT_RATIOS, k, p=SPLIT_P), rng.choice(CONSOL_RATIOS, k, p=CONSOL_P), rng.random(k)
+    pick_split, pick_cons, later = (
+        rng.choice(SPLIT_RATIOS, k, p=SPLIT_P),
+        rng.choice(CONSOL_RATIOS, k, p=CONSOL_P),
+        rng.random(k),
+    )
     fac, cur = np.ones((t_len, n)), np.ones(n)
     for j in np.argsort(when, kind="stable"):
         t, i = when[j], who[j]
@@ -91,8 +101,16 @@ def _intraday(cl: np.ndarray, r: np.ndarray, sigma: np.ndarray, noise: np.ndarra
     return o, h, lo
 
 
-def prints(u: Universe, q: np.ndarray, r: np.ndarray, fac: np.ndarray, bar: np.ndarray, shocks_sigma: np.ndarray,
-           intraday: np.ndarray, log_volume: np.ndarray) -> Prices:
+def prints(
+    u: Universe,
+    q: np.ndarray,
+    r: np.ndarray,
+    fac: np.ndarray,
+    bar: np.ndarray,
+    shocks_sigma: np.ndarray,
+    intraday: np.ndarray,
+    log_volume: np.ndarray,
+) -> Prices:
     """Round to ticks and clip at the daily limits, session by session (the base is the last print).
 
     The latent path goes on through halts and limit days; prints catch up with it on the next

@@ -28,13 +28,14 @@ SIGNALS = ("reversal", "momentum", "leadlag", "pead", "volume_shock", "vol_inter
 KERNELS: dict[str, tuple[float, str, tuple[float, ...]]] = {
     "reversal": (-1.0, "geometric", (0.8,)),  # a residual move partly reverses over ~a week
     "momentum": (1.0, "window", (21, 120)),  # the residual return of months -6..-1 persists
-    "leadlag": (1.0, "geometric", (0.6,)),  # peers' move today diffuses into the stock over days
+    "leadlag": (1.0, "geometric", (0.9,)),  # peers' move today diffuses into the stock over ~2 weeks
     "pead": (1.0, "geometric", (0.96,)),  # drift after a statement surprise, half-life ~17 sessions
-    "volume_shock": (1.0, "geometric", (0.85,)),  # attention (abnormal volume) earns a premium
-    "vol_interaction": (-1.0, "geometric", (0.85,)),  # volatile stocks reverse, calm ones continue
+    "volume_shock": (1.0, "geometric", (0.93,)),  # attention (abnormal volume) earns a premium
+    "vol_interaction": (-1.0, "geometric", (0.9,)),  # volatile stocks reverse, calm ones continue
 }
 STATEMENT_SHARE = 4 / 245  # share of stock-days that carry a statement (PEAD impulse active)
 VOL_WINDOW, VOL_MIN_OBS = 20, 10
+IMPULSE_CLIP = 4.0  # residual-vol units
 
 
 def _peer_mean(x: np.ndarray, bar: np.ndarray, u: Universe) -> np.ndarray:
@@ -72,7 +73,8 @@ def _vol_z(x_u: np.ndarray, bar: np.ndarray) -> np.ndarray:
 def impulses(u: Universe, shocks: Shocks, ann: np.ndarray, bar: np.ndarray) -> dict[str, np.ndarray]:
     """Each signal's impulse [T, N], zero where the stock has no bar (nothing public to react to)."""
     resid = np.where(bar, shocks.u.astype(np.float64), 0.0)
-    x_rev = resid / u.resid_vol
+    # Clipping a symmetric zero-mean shock keeps it zero-mean: impulses stay unpredictable.
+    x_rev = np.clip(resid / u.resid_vol, -IMPULSE_CLIP, IMPULSE_CLIP)
     zvol = _vol_z(resid, bar)
     zvol_prev = np.vstack([np.zeros((1, u.n)), zvol[:-1]])  # known at the close of t-1
     return {

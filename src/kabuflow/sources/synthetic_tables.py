@@ -36,13 +36,13 @@ def bars(u: Universe, dates: np.ndarray, p: Prices, bar: np.ndarray) -> pl.DataF
     return pl.DataFrame(
         {
             "Date": dates[t],
-            "Code": u.codes[i],
+            "Code": pl.Series(u.codes).gather(i),
             "O": o,
             "H": h,
             "L": lo,
             "C": c,
-            "UL": np.where(p.upper[t, i], "1", "0"),
-            "LL": np.where(p.lower[t, i], "1", "0"),
+            "UL": _flag(p.upper[t, i]),
+            "LL": _flag(p.lower[t, i]),
             "Vo": vo,
             "Va": np.round(vo * (o + h + lo + c) / 4),
             "AdjFactor": np.where(t > u.list_start[i], 1.0 / fac, 1.0),
@@ -53,6 +53,11 @@ def bars(u: Universe, dates: np.ndarray, p: Prices, bar: np.ndarray) -> pl.DataF
             "AdjVo": vo / adj,
         }
     )
+
+
+def _flag(x: np.ndarray) -> pl.Series:
+    """ "1"/"0" strings from booleans (J-Quants' UL/LL), built without a numpy string array."""
+    return pl.Series(["0", "1"]).gather(x.astype(np.int64))
 
 
 def topix(dates: np.ndarray, p: Prices, adj_close: np.ndarray, bar: np.ndarray) -> pl.DataFrame:

@@ -69,7 +69,7 @@ PRIME_SHARE, GROWTH_SHARE = 0.43, 0.15
 # TOPIX size buckets by market-cap rank among Prime stocks, per 3,800 listed stocks (Core30 = 30, ...).
 SCALE_BUCKETS = (("TOPIX Core30", 30), ("TOPIX Large70", 70), ("TOPIX Mid400", 400), ("TOPIX Small 1", 500))
 
-MKT_VOL = 0.009  # GARCH long-run daily vol of the market factor in calm regimes (TOPIX: ~1.1 % all in)
+MKT_VOL = 0.0102  # GARCH long-run daily vol of the market factor in calm regimes (TOPIX: ~1.1 % all in)
 SECTOR_VOL, CLUSTER_VOL = 0.006, 0.011
 STYLE_VOL = np.array([0.003, 0.002, 0.003])  # size, value, momentum factor returns
 CLUSTER_SHARE, CLUSTER_SIZE = 0.6, 8
@@ -171,14 +171,16 @@ def make_universe(n: int, t: int, rng: np.random.Generator) -> Universe:
     mkt = _segments(size, ipo.astype(float), rng)
     growth = mkt == "0113"
     price0 = 10 ** (3.05 + 0.15 * size + rng.normal(0, 0.4, n))
-    beta = np.clip(rng.normal(0.85 + 0.15 * size, 0.25), 0.2, 1.8)
+    beta = np.clip(rng.normal(1.0 + 0.1 * size, 0.25), 0.2, 1.8)
     sector_load = rng.uniform(0.7, 1.3, n)
     cluster = _clusters(n, rng)
     cluster_load = np.where(cluster >= 0, rng.uniform(0.8, 1.2, n), 0.0)
     value = rng.normal(0, 1, n)
     style = np.column_stack([-size, value])
     total = 0.021 * np.exp(-0.17 * size + 0.25 * growth + rng.normal(0, 0.22, n))
-    common = (SECTOR_VOL * sector_load) ** 2 + (CLUSTER_VOL * cluster_load) ** 2 + style**2 @ STYLE_VOL[:2] ** 2
+    common = (
+        (SECTOR_VOL * sector_load) ** 2 + (CLUSTER_VOL * cluster_load) ** 2 + style**2 @ STYLE_VOL[:2] ** 2
+    )
     idio = np.sqrt(np.maximum(total**2 - (beta * MKT_VOL) ** 2 - common, (0.4 * total) ** 2))
     resid = np.sqrt(idio**2 + common + STYLE_VOL[2] ** 2)
     months = rng.choice([3, 12, 9, 6, 2, 5, 8, 11], n, p=[0.68, 0.13, 0.05, 0.04, 0.03, 0.03, 0.02, 0.02])

@@ -1,0 +1,113 @@
+"""Training speed: stock-days/s of ATFT-GAT-FAN training and scoring (local on CPU, a100 on CUDA) and model sizes."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from kabuflow.config import Config, load
+from kabuflow.model.atft_gat_fan import ATFTGATFAN, n_params
+from kabuflow.model.losses import horizon_weights
+from kabuflow.normalize import Panel
+from kabuflow.train_atft import _schedule, _train_epoch, val_rank_ic
+from kabuflow.train_data import DayData, Graph
+
+N_FEATURES = 100  # the synthetic market's order of magnitude
+EDGES_PER_NODE = 20
+
+
+def random_market(t: int, n: int, f: int, seed: int = 0) -> tuple[Panel, Graph]:
+    """An in-memory panel and graph of the contract's shapes (speed does not depend on the values)."""
+    rng = np.random.default_rng(seed)
+    y = rng.standard_normal((t, n, 4)).astype(np.float32)
+    panel = Panel(
+        path=Path("<memory>"),
+        X=rng.standard_normal((t, n, f)).astype(np.float32),
+        Y=y,
+        Y_raw=0.01 * y,
+        valid=np.ones((t, n), bool),
+        R=np.zeros((t, n), np.float32),
+        sector=np.zeros((t, n), np.int16),
+        market=np.zeros((t, n), np.int16),
+        meta={"dates": [], "codes": [], "feature_names": [f"f{i}" for i in range(f)], "horizons": [1, 5, 10, 20]},
+    )
+    per_day = n * EDGES_PER_NODE
+    edge_index = rng.integers(0, n, (2, per_day * t)).astype(np.int32)
+    edge_attr = rng.random((per_day * t, 3)).astype(np.float32)
+    return panel, Graph(edge_index, edge_attr, np.arange(t + 1, dtype=np.int64) * per_day)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(cfg: Config, n_stocks: int, n_days: int, device: torch.device) -> dict[str, Any]:
+    """Train one epoch of n_days (after a warm-up epoch) and score n_days; stock-days per second each."""
+    t_total = cfg.model.lookback + 2 * n_days
+    panel, graph = random_market(t_total, n_stocks, N_FEATURES)
+    data = DayData(panel, graph, t_total - 1, device)
+    torch.manual_seed(0)
+    model = ATFTGATFAN(cfg.model, N_FEATURES, 4).to(device)
+    fwd = torch.compile(model, dynamic=True) if cfg.train.compile else model
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
+    sched = _schedule(opt, 10, 10_000)
+    w = horizon_weights(cfg.train.horizon_weights, 4, device)
+    days = np.arange(cfg.model.lookback, cfg.model.lookback + n_days)
+    c = cfg.with_overrides(["train.days_per_epoch=0"])
+    _train_epoch(fwd, model, opt, sched, data, days[: max(2, n_days // 4)], c, 0, w, 0, 1)  # warm-up/compile
+    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t0, c0 = time.perf_counter(), time.process_time()
+    _, seen = _train_epoch(fwd, model, opt, sched, data, days, c, 1, w, 0, 1)
+    _sync(device)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    t1 = time.perf_counter()
+    val_rank_ic(model, data, days + n_days, w, cfg.train.bf16)
+    _sync(device)
+    score_wall = time.perf_counter() - t1
+    return {
+        "stocks_per_day": min(n_stocks, cfg.train.max_stocks_per_day or n_stocks),
+        "train_stock_days_per_s": round(seen / wall),
+        "train_stock_days_per_cpu_s": round(seen / cpu),
+        "score_stock_days_per_s": round(n_days * n_stocks / score_wall),
+        "gpu_mem_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0,
+        "gpu_utilization_pct": _gpu_utilization(device),
+    }
+
+
+def _gpu_utilization(device: torch.device) -> float | None:
+    """NVML's utilisation right after the timed epoch (None on CPU or without NVML bindings)."""
+    if device.type != "cuda":
+        return None
+    try:
+        return float(torch.cuda.utilization(device))
+    except ModuleNotFoundError:  # pynvml absent: report none rather than a made-up number
+        return None
+
+
+def run(args: argparse.Namespace | None = None) -> dict[str, Any]:
+    """Parameter counts of both profiles; CPU throughput of `local` (1 thread: two folds share 2 cores);
+    CUDA throughput of `a100` when a GPU is visible."""
+    local, a100 = load("local", ["train.threads=1"]), load("a100")
+    out: dict[str, Any] = {
+        "params_local": n_params(ATFTGATFAN(local.model, N_FEATURES, 4)),
+        "params_a100": n_params(ATFTGATFAN(a100.model, N_FEATURES, 4)),
+        "n_features": N_FEATURES,
+    }
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out["local_cpu_1thread"] = measure(local, 400, 40, torch.device("cpu"))
+    finally:
+        torch.set_num_threads(threads)
+    if torch.cuda.is_available():
+        out["a100_cuda"] = measure(a100, 4000, 100, torch.device("cuda"))
+        out["a100_cuda"]["device"] = torch.cuda.get_device_name()
+    return out

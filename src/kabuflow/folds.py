@@ -1,0 +1,154 @@
+"""folds: walk-forward folds over sessions (expanding train, validation, test) with a label-window embargo.
+
+Layout, with n_folds = 3 (sessions run left to right; `.` = embargo gap of max_horizon + embargo_days):
+
+    sessions  0                                                                            T-1
+    fold 0    [train ..............]..[val]..[test 0]
+    fold 1    [train .........................]..[val]..[test 1]
+    fold 2    [train ..........................................]..[val]..[test 2]
+                                                 |--test 0--|--test 1--|--test 2--|
+
+Every fold trains from the first session (expanding window). The test windows tile the end of the
+range back to back, the last one ending at the last session (labels there are partly unknown; they are
+NaN in the panel and masked downstream, and keeping those dates in test lets the newest sessions count
+for the short horizons). A label y_h(t) spans sessions t+1 .. t+1+h, so a training date t is allowed
+only if t + 1 + max_horizon <= val_start - embargo_days: no training label window reaches within
+`embargo_days` sessions of validation. The same gap separates validation from test.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kabuflow import telemetry
+from kabuflow.artifacts import read_json, stamp, write_json
+from kabuflow.config import Config, ConfigError, FoldsConfig
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One walk-forward fold: inclusive ISO-date bounds of its train, validation and test sessions."""
+
+    k: int
+    train_start: str
+    train_end: str
+    val_start: str
+    val_end: str
+    test_start: str
+    test_end: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (the item a KFP ParallelFor iterates over)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Fold:
+        """The inverse of to_dict; a missing or unknown key is an error naming it."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown, missing = sorted(set(d) - set(names)), [n for n in names if n not in d]
+        if unknown or missing:
+            raise ValueError(f"fold dict: unknown keys {unknown}, missing keys {missing}")
+        return cls(k=int(d["k"]), **{n: str(d[n]) for n in names[1:]})
+
+
+def _as_dates(dates: list[dt.date] | list[str]) -> list[dt.date]:
+    out = [d if isinstance(d, dt.date) else dt.date.fromisoformat(str(d)) for d in dates]
+    if any(b <= a for a, b in zip(out, out[1:], strict=False)):
+        raise ValueError("make_folds: dates must be strictly increasing sessions")
+    return out
+
+
+def _check(cfg: FoldsConfig, max_horizon: int) -> None:
+    for name in ("n_folds", "val_days", "test_days", "min_train_days"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"folds.{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.embargo_days < 0 or max_horizon < 0:
+        raise ConfigError(
+            f"folds.embargo_days and max_horizon must be >= 0, got {cfg.embargo_days}, {max_horizon}"
+        )
+
+
+def sessions_needed(cfg: FoldsConfig, max_horizon: int = 20) -> int:
+    """The fewest sessions that fit n_folds test windows, validation, both gaps and min_train_days."""
+    gap = cfg.embargo_days + max_horizon + 1
+    return cfg.min_train_days + 2 * gap - 2 + cfg.val_days + cfg.n_folds * cfg.test_days
+
+
+def make_folds(cfg: FoldsConfig, dates: list[dt.date] | list[str], max_horizon: int = 20) -> list[Fold]:
+    """Walk-forward folds over `dates` (the panel's sessions, sorted): see the module docstring.
+
+    Index arithmetic, with gap = embargo_days + max_horizon + 1 (train_end + 1 + max_horizon is the last
+    session of the last training label; it is embargo_days before val_start):
+    test_end(k) = T - 1 - (n_folds - 1 - k) * test_days, test_start = test_end - test_days + 1,
+    val_end = test_start - gap, val_start = val_end - val_days + 1, train_end = val_start - gap.
+    """
+    _check(cfg, max_horizon)
+    days = _as_dates(dates)
+    t, gap = len(days), cfg.embargo_days + max_horizon + 1
+    if t < sessions_needed(cfg, max_horizon):
+        first_train = t - sessions_needed(cfg, max_horizon) + cfg.min_train_days
+        raise ValueError(
+            f"make_folds: {t} sessions leave fold 0 {max(first_train, 0)} training sessions, fewer than "
+            f"folds.min_train_days={cfg.min_train_days} (need {sessions_needed(cfg, max_horizon)} sessions for "
+            f"folds.n_folds={cfg.n_folds}, folds.val_days={cfg.val_days}, folds.test_days={cfg.test_days}, "
+            f"folds.embargo_days={cfg.embargo_days}, max_horizon={max_horizon}): use more dates or lower them"
+        )
+    folds = []
+    for k in range(cfg.n_folds):
+        test_end = t - 1 - (cfg.n_folds - 1 - k) * cfg.test_days
+        test_start = test_end - cfg.test_days + 1
+        val_end = test_start - gap
+        val_start = val_end - cfg.val_days + 1
+        train_end = val_start - gap
+        bounds = (0, train_end, val_start, val_end, test_start, test_end)
+        folds.append(Fold(k, *(days[i].isoformat() for i in bounds)))
+    return folds
+
+
+def fold_index(fold: Fold, dates: list[dt.date] | list[str]) -> dict[str, slice]:
+    """Slices of the session axis for the fold's train, val and test dates (bounds must be sessions)."""
+    iso = [d.isoformat() if isinstance(d, dt.date) else str(d) for d in dates]
+    out = {}
+    for split in SPLITS:
+        lo, hi = getattr(fold, f"{split}_start"), getattr(fold, f"{split}_end")
+        i, j = bisect.bisect_left(iso, lo), bisect.bisect_left(iso, hi)
+        if i == len(iso) or iso[i] != lo or j == len(iso) or iso[j] != hi:
+            raise ValueError(f"fold {fold.k}: {split} bounds {lo}..{hi} are not sessions of these dates")
+        out[split] = slice(i, j + 1)
+    return out
+
+
+def write_folds(path: str | Path, folds: list[Fold], extra: dict[str, Any] | None = None) -> Path:
+    """Atomically write {"folds": [fold dicts], **extra} as JSON."""
+    return write_json(path, {"folds": [f.to_dict() for f in folds], **(extra or {})})
+
+
+def read_folds(path: str | Path) -> list[Fold]:
+    """Folds from a file written by write_folds (or a bare JSON list), or from `path/folds.json`."""
+    path = Path(path)
+    obj = read_json(path / "folds.json" if path.is_dir() else path)
+    items = obj["folds"] if isinstance(obj, dict) else obj
+    return [Fold.from_dict(d) for d in items]
+
+
+def build_folds(cfg: Config, panel: str | Path, out: str | Path) -> list[Fold]:
+    """The folds stage: folds over the panel's sessions, written to `out` (a file, or out/folds.json when
+    `out` is an existing directory, as the CLI makes it). max_horizon = the panel's longest horizon."""
+    with telemetry.stage("folds") as rec:
+        meta = read_json(Path(panel) / "meta.json")
+        rec.rows_in = len(meta["dates"])
+        max_h = max(meta.get("horizons") or cfg.features.horizons)
+        folds = make_folds(cfg.folds, meta["dates"], max_h)
+        path = Path(out) / "folds.json" if Path(out).is_dir() else Path(out)
+        write_folds(
+            path, folds, {"max_horizon": max_h, "sessions": len(meta["dates"]), **stamp(cfg, stage="folds")}
+        )
+        rec.rows_out = len(folds)
+    return folds

@@ -1,0 +1,179 @@
+"""train-fold for ATFT: outputs and schema, exact resume after a kill, leakage, day batches, loading and predicting."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from tiny_market import make_market
+
+from kabuflow import schema
+from kabuflow.config import Config
+from kabuflow.normalize import load_panel
+from kabuflow.train import train_fold
+from kabuflow.train_atft import fit_atft
+from kabuflow.train_data import DayData, fold_days, load_graph, read_fold
+from kabuflow.train_predict import load_model, predict_dates
+
+TINY = [
+    "model.hidden=16",
+    "model.heads=2",
+    "model.gat_heads=2",
+    "model.gat_layers=1",
+    "model.lookback=8",
+    "train.epochs=2",
+    "train.device=cpu",
+    "train.warmup_steps=5",
+    "train.threads=1",
+    "train.days_per_epoch=30",
+]
+
+
+class Killed(RuntimeError):
+    """Stands in for a preempted pod."""
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory):
+    return make_market(tmp_path_factory.mktemp("market"))
+
+
+def _cfg(*extra: str) -> Config:
+    return Config().with_overrides([*TINY, *extra])
+
+
+def _weights(out) -> dict[str, torch.Tensor]:
+    return torch.load(out / "model.pt", weights_only=True)["state_dict"]
+
+
+@pytest.fixture(scope="module")
+def trained(market, tmp_path_factory):
+    out = tmp_path_factory.mktemp("atft")
+    manifest = train_fold(_cfg(), market["panel"], market["graph"], market["folds"], 0, "atft", out)
+    return out, manifest
+
+
+def test_outputs_schema_and_coverage(trained, market):
+    out, manifest = trained
+    pred = schema.check(pl.read_parquet(out / "predictions.parquet"), schema.PREDICTIONS, "predictions")
+    panel = load_panel(market["panel"])
+    days = fold_days(read_fold(market["folds"], 0), panel.dates)
+    for split in ("val", "test"):
+        part = pred.filter(pl.col("split") == split)
+        want = {panel.dates[t] for t in days[split]}
+        assert set(part["date"].unique()) == want  # every date of the split, nothing else
+        t = days[split][0]
+        first = part.filter((pl.col("date") == panel.dates[t]) & (pl.col("horizon") == 5))
+        assert first.height == int(panel.valid[t].sum())  # every valid stock of the day
+    assert set(pred["horizon"].unique()) == {1, 5, 10, 20}
+    assert (pred["score"] == pred["q50"]).all()
+    assert (pred["q10"] <= pred["q25"]).all() and (pred["q75"] <= pred["q90"]).all()
+    row = pred.filter(pl.col("label").is_not_null()).row(0, named=True)
+    t, s = panel.meta["dates"].index(row["date"].isoformat()), panel.codes.index(row["code"])
+    assert row["label"] == pytest.approx(float(panel.Y_raw[t, s, panel.horizons.index(row["horizon"])]))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["resumed_from_epoch"] == 0
+    assert metrics["epochs_run"] == 2 and len(json.loads((out / "history.json").read_text())) == 2
+    assert metrics["splits"]["test"]["5d"]["rank_ic"] > 0.3  # the planted signal is strong
+    assert manifest["metrics"]["test_rank_ic_5d"] == pytest.approx(metrics["splits"]["test"]["5d"]["rank_ic"])
+    assert not (out / "checkpoint.pt").exists()
+
+
+def test_model_file_loads_and_predicts_live(trained, market):
+    out, _ = trained
+    blob = torch.load(out / "model.pt", weights_only=True)
+    assert {"state_dict", "config", "model_config", "feature_names", "code_version"} <= set(blob)
+    model, meta = load_model(out)
+    assert meta["feature_names"] == load_panel(market["panel"]).feature_names
+    pred = pl.read_parquet(out / "predictions.parquet").filter(pl.col("split") == "test")
+    day = pred["date"].max()
+    live = predict_dates(out, market["panel"], market["graph"], [day])
+    assert set(live["split"]) == {"live"} and live["label"].null_count() == live.height
+    both = live.join(pred, on=["date", "code", "horizon"], suffix="_test")
+    assert both.height == live.height
+    assert np.allclose(both["score"], both["score_test"], atol=1e-5)
+    with pytest.raises(ValueError, match="not in the panel"):
+        predict_dates(out, market["panel"], market["graph"], [dt.date(1999, 1, 4)])
+
+
+def test_resume_after_kill_gives_identical_weights(trained, market, tmp_path):
+    """Kill after epoch 1 of 2, rerun train-fold in the same directory: same weights as uninterrupted."""
+    cfg = _cfg()
+    panel, graph = load_panel(market["panel"]), load_graph(market["graph"])
+    days = fold_days(read_fold(market["folds"], 0), panel.dates)
+    data = DayData(panel, graph, int(days["val"][-1]), torch.device("cpu"))
+
+    def kill(epoch: int, score: float) -> None:
+        raise Killed(f"preempted after epoch {epoch}")
+
+    with pytest.raises(Killed):
+        fit_atft(cfg, data, days, tmp_path / "checkpoint.pt", fold=0, on_epoch_end=kill)
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    train_fold(cfg, panel, market["graph"], market["folds"], 0, "atft", tmp_path)
+    assert json.loads((tmp_path / "metrics.json").read_text())["resumed_from_epoch"] == 1
+    resumed, straight = _weights(tmp_path), _weights(trained[0])
+    assert resumed.keys() == straight.keys()
+    assert all(torch.equal(resumed[k], straight[k]) for k in straight)
+
+
+def test_no_leakage_from_dates_after_train_end(market, tmp_path):
+    """Scramble everything dated after the train end: one epoch without early stopping, same weights."""
+    cfg = _cfg("train.epochs=1", "train.patience=0")
+    panel = load_panel(market["panel"])
+    days = fold_days(read_fold(market["folds"], 0), panel.dates)
+    cut = int(days["train"][-1]) + 1
+    moved = tmp_path / "moved"
+    (moved / "panel").mkdir(parents=True)
+    rng = np.random.default_rng(9)
+    for name in ("X", "Y", "Y_raw", "R"):
+        arr = np.load(market["panel"] / f"{name}.npy").copy()
+        arr[cut:] = rng.standard_normal(arr[cut:].shape) * 10
+        np.save(moved / "panel" / f"{name}.npy", arr)
+    for name in ("valid", "sector", "market", "meta.json"):
+        suffix = "" if name.endswith(".json") else ".npy"
+        (moved / "panel" / f"{name}{suffix}").write_bytes((market["panel"] / f"{name}{suffix}").read_bytes())
+    graph = load_graph(market["graph"])
+    attr = np.array(graph.edge_attr)
+    attr[graph.offsets[cut] :] = rng.random(attr[graph.offsets[cut] :].shape)
+    (moved / "graph").mkdir()
+    np.save(moved / "graph" / "edge_index.npy", np.array(graph.edge_index))
+    np.save(moved / "graph" / "edge_attr.npy", attr.astype(np.float32))
+    np.save(moved / "graph" / "offsets.npy", np.array(graph.offsets))
+    train_fold(cfg, market["panel"], market["graph"], market["folds"], 0, "atft", tmp_path / "a")
+    train_fold(cfg, moved / "panel", moved / "graph", market["folds"], 0, "atft", tmp_path / "b")
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    pa, pb = (pl.read_parquet(tmp_path / d / "predictions.parquet") for d in ("a", "b"))
+    assert not pa["score"].equals(pb["score"])  # the perturbation was real: predictions after the cut move
+
+
+def test_day_batch_window_edges_and_shuffle(market):
+    panel, graph = load_panel(market["panel"]), load_graph(market["graph"])
+    data = DayData(panel, graph, 50, torch.device("cpu"))
+    idx = data.stocks(40, max_stocks=10, gen=torch.Generator().manual_seed(0))
+    assert len(idx) == 10 and bool(panel.valid[40, idx.numpy()].all())
+    b = data.day(40, 8, idx)
+    assert torch.equal(b.x, torch.from_numpy(np.array(panel.X[33:41, idx.numpy()])).permute(1, 0, 2))
+    early = data.day(3, 8, idx)
+    assert early.x.shape == (10, 8, 6) and early.x[:, :4].abs().sum() == 0  # before the panel: zeros
+    ei = graph.edge_index[:, graph.offsets[40] : graph.offsets[41]]
+    chosen = set(idx.tolist())
+    want = {(s, d) for s, d in ei.T.tolist() if s in chosen and d in chosen}
+    got = {(idx[s].item(), idx[d].item()) for s, d in b.edge_index.T.tolist()}
+    assert got == want
+    shuffled = data.day(40, 8, idx, shuffle_gen=torch.Generator().manual_seed(1))
+    assert not torch.equal(shuffled.y.nan_to_num(), b.y.nan_to_num())
+    assert sorted(shuffled.y[:, 1].nan_to_num().tolist()) == sorted(b.y[:, 1].nan_to_num().tolist())
+    with pytest.raises(AssertionError, match="outside the data"):
+        data.day(51, 8, idx)
+
+
+def test_bad_model_and_fold_are_errors(market, tmp_path):
+    with pytest.raises(ValueError, match="unknown model"):
+        train_fold(_cfg(), market["panel"], market["graph"], market["folds"], 0, "xgboost", tmp_path)
+    with pytest.raises(ValueError, match="fold 3 not in folds"):
+        train_fold(_cfg(), market["panel"], market["graph"], market["folds"], 3, "ridge", tmp_path)
