@@ -33,11 +33,10 @@ def evaluate(
     return bool(json.loads((out / "gate.json").read_text())["promote"])
 
 
-def promote(config: str, evaluation: Input[Dataset]) -> str:
-    """Copy the challenger (model, metrics, daily RankIC) to the champion location in object storage."""
+def promote(evaluation: Input[Dataset]) -> str:
+    """Copy the challenger (model, metrics, daily RankIC) to the champion location gate.json names."""
     import json
 
-    from kabuflow.config import from_dict
     from kabuflow.evaluate.gate import promote as stage
 
-    return stage(from_dict(json.loads(config)), evaluation.path)
+    return json.dumps(stage(evaluation.path), default=str)

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import json
 import logging
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
-from kfp import local
-
 from kabuflow.config import Config
 from pipelines.pipeline import build_pipeline
+
+
+def _hide_docker_dir() -> None:
+    """Keep the repo's docker/ folder from posing as the `docker` package when run from the repo root.
+
+    kfp.local imports `docker` optionally (only its DockerRunner needs it) and catches ImportError; a
+    namespace package found in the working directory imports fine but has no DockerClient, which then
+    crashes kfp. Where the real package is absent, make the import fail as kfp expects.
+    """
+    spec = importlib.util.find_spec("docker")
+    if spec is not None and spec.origin is None and "docker" not in sys.modules:
+        sys.modules["docker"] = None  # type: ignore[assignment]
+
 
 log = logging.getLogger("kabuflow.run")
 
@@ -29,11 +43,18 @@ STAGE_OUTPUTS = {
 def run_local(cfg: Config, out: Path) -> dict:
     """Run the whole DAG locally, then lay the results and stage artifacts out under `out`."""
     out = out.resolve()
+    if not cfg.evaluate.champion_uri:  # the champion outlives the run's fresh artifact folders
+        cfg = dataclasses.replace(
+            cfg, evaluate=dataclasses.replace(cfg.evaluate, champion_uri=str(out / "models" / "champion"))
+        )
     root = out / "kfp"
     root.mkdir(parents=True, exist_ok=True)
     # Folds train side by side: give each its share of the cores instead of oversubscribing them.
     threads = max(1, (os.cpu_count() or 1) // max(1, cfg.pipeline.parallelism))
     os.environ.setdefault("KABUFLOW_THREADS", str(threads))
+    _hide_docker_dir()
+    from kfp import local
+
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     t0 = time.perf_counter()
     task = build_pipeline(cfg, image="kabuflow:local")(config=json.dumps(cfg.to_dict(), sort_keys=True))

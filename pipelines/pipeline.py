@@ -54,7 +54,7 @@ def build_pipeline(cfg: Config, image: str) -> dsl.graph_component.GraphComponen
             p,
         )
         with dsl.If(ev.outputs["Output"] == True, name="gate"):  # noqa: E712 - KFP condition, not Python
-            _cpu(op["promote"](config=config, evaluation=ev.outputs["evaluation"]), p)
+            _cpu(op["promote"](evaluation=ev.outputs["evaluation"]), p)
         return ev.outputs["evaluation"]
 
     return kabuflow

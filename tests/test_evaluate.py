@@ -259,7 +259,11 @@ def test_alarm_rules_by_hand():
         return {**base, **kw}
 
     card = {
-        "atft": {"1d": stats(rank_ic=0.15), "5d": stats(oracle_share=1.6)},
+        "atft": {
+            "1d": stats(rank_ic=0.15),
+            "5d": stats(oracle_share=1.6, oracle_excess_tstat=4.0),
+            "10d": stats(oracle_share=1.6, oracle_excess_tstat=1.0),  # better than the oracle by luck
+        },
         # a ranking that never varies (IC std 0 → no ICIR) with a huge Sharpe: copied from the labels
         "ridge": {"1d": stats(icir=float("nan"), rank_icir=float("nan"), ls_sharpe_gross=40.0)},
         "oracle": {"1d": stats(rank_ic=0.3)},  # the oracle may rank this well

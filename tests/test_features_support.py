@@ -75,13 +75,17 @@ def random_market(n_codes: int = 4, n_sessions: int = 90, seed: int = 0) -> dict
     b = b.with_columns(pl.col("AdjVo") * noise, pl.col("Vo") * noise)
     m_rows = [(dates[0], c, ["0050", "3050"][i % 2], "0111") for i, c in enumerate(codes)]
     m_rows += [(dates[n_sessions // 3], codes[0], "3050", "0112")]  # a sector change mid-sample
-    topix = pl.DataFrame({"Date": dates, "C": list(2000 * np.exp(np.cumsum(rng.normal(0, 0.01, n_sessions))))})
+    topix = pl.DataFrame(
+        {"Date": dates, "C": list(2000 * np.exp(np.cumsum(rng.normal(0, 0.01, n_sessions))))}
+    )
     topix = topix.with_columns(O=pl.col("C"), H=pl.col("C") * 1.01, L=pl.col("C") * 0.99)
     fin_rows = []
-    for i, c in enumerate(codes):
+    for c in codes:
         for k, day in enumerate(range(3, n_sessions, 15)):
             fin_rows.append(_fin_row(c, dates[day], "15:00:00" if k % 2 else "11:30:00", k, rng))
-        fin_rows.append({**_fin_row(c, dt.date(2023, 2, 10), "15:00:00", 0, rng), "CurFYEn": dt.date(2022, 12, 31)})
+        fin_rows.append(
+            {**_fin_row(c, dt.date(2023, 2, 10), "15:00:00", 0, rng), "CurFYEn": dt.date(2022, 12, 31)}
+        )
     week_ends = [d for d in dates if d.weekday() == 4]
     fl = [_flow_row(d, rng) for d in week_ends]
     mg = [_margin_row(c, d, rng, i) for c in codes for i, d in enumerate(week_ends)]
@@ -121,3 +125,20 @@ def _margin_row(code: str, day: dt.date, rng: np.random.Generator, i: int) -> di
         "PubDate": pub, "Date": day, "Code": code, "IssType": "2",
         "ShrtVol": float(rng.uniform(1e3, 5e3)), "LongVol": float(rng.uniform(5e3, 2e4)),
     }  # fmt: skip
+
+
+# The hand-computed case: three codes over ten sessions from 2024-01-04 (2024-01-08 is a holiday).
+CLOSES = {
+    "13010": [100.0, 102.0, 101.0, 103.0, 104.0, 102.0, 105.0, 107.0, 106.0, 108.0],
+    "13020": [50.0, 50.0, 51.0, 52.0, 51.0, 50.0, 49.0, 50.0, 52.0, 53.0],
+    "13030": [200.0, 198.0, 202.0, 204.0, 203.0, 207.0, 206.0, 208.0, 210.0, 209.0],
+}
+SECTORS = {"13010": "0050", "13020": "0050", "13030": "3050"}
+
+
+def tiny(closes: dict[str, list] | None = None) -> dict[str, pl.DataFrame]:
+    """Bars + a master dated on the first session: the 3 × 10 hand-computed market."""
+    closes = closes or CLOSES
+    dates = sessions("2024-01-04", len(next(iter(closes.values()))))
+    rows = [(dates[0], c, SECTORS.get(c, "0050"), "0111") for c in closes]
+    return {"equities_bars_daily": bars(closes, dates), "equities_master": master(rows)}

@@ -7,6 +7,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+# A real S3 server (SeaweedFS) from the storage tests' fixtures: on the cluster the champion lives in object
+# storage, so promotion and the next run's lookup go through kabuflow.storage, not the filesystem.
+from test_storage import s3, seaweed  # noqa: F401
+
 from kabuflow.config import Config
 from kabuflow.evaluate import gate
 
@@ -161,3 +165,17 @@ def test_a_hand_placed_champion_and_the_default_location(tmp_path):
     )
     custom = cfg.with_overrides(["evaluate.champion_uri=s3://bucket/champion"])
     assert gate.champion_uri(custom, tmp_path) == "s3://bucket/champion"
+
+
+def test_promote_and_load_through_s3(s3, tmp_path):  # noqa: F811 - the fixture imported above
+    uri = f"{s3}/gate-test/champion"
+    assert gate.load_champion(uri) is None
+    first = gate.promote(_challenger(tmp_path, True, 0.03), champion_uri=uri)
+    loaded = gate.load_champion(uri)
+    assert loaded.version == first["version"] and loaded.metrics == scored(0.03)
+    assert loaded.daily["rank_ic"].to_list() == pytest.approx(BASE.tolist())
+    second = gate.promote(_challenger(tmp_path, True, 0.05), champion_uri=uri)
+    assert second["previous"] == first["version"]
+    assert gate.load_champion(uri).metrics == scored(0.05)
+    g = gate.decide(EV, scored(0.06), daily(BASE + 0.03), gate.load_champion(uri), uri)
+    assert g["champion_version"] == second["version"] and g["test"].startswith("paired")

@@ -44,7 +44,9 @@ def factor_feature(feature_names: list[str], factor: str) -> tuple[str, str]:
     if not windows:
         raise ValueError(f"{factor} needs a ret_<w>d feature (ideally {name}); the panel has none")
     best = min(windows, key=lambda w: abs(w - window))
-    return windows[best], f"{name} is not among the panel's features; the nearest window {windows[best]} stands in"
+    return windows[
+        best
+    ], f"{name} is not among the panel's features; the nearest window {windows[best]} stands in"
 
 
 def _factor(panel: Panel, days: dict[str, np.ndarray], factor: str, out: Path) -> tuple[dict, dict]:
@@ -82,14 +84,19 @@ def _ridge(cfg: Config, panel: Panel, days: dict[str, np.ndarray], out: Path) ->
     for h in range(y.shape[1]):
         ok = np.isfinite(y[:, h])
         beta, b0 = _fit_ridge(x[ok], y[ok, h], cfg.ridge.alpha)
-        coefs.append({"horizon": panel.horizons[h], "intercept": b0, "coef": beta.tolist(), "n_rows": int(ok.sum())})
+        coefs.append(
+            {"horizon": panel.horizons[h], "intercept": b0, "coef": beta.tolist(), "n_rows": int(ok.sum())}
+        )
     preds = {}
     for split in ("val", "test"):
         ts, ss = valid_rows(panel, days[split])
         xs = design(panel, ts, ss).astype(np.float64)
         score = np.stack([xs @ np.asarray(c["coef"]) + c["intercept"] for c in coefs], 1)  # [R, H]
         preds[split] = {"t": ts, "s": ss, "score": score}
-    write_json(out / "ridge.json", {"feature_names": panel.feature_names, "alpha": cfg.ridge.alpha, "horizons": coefs})
+    write_json(
+        out / "ridge.json",
+        {"feature_names": panel.feature_names, "alpha": cfg.ridge.alpha, "horizons": coefs},
+    )
     return preds, {"n_train_rows": [c["n_rows"] for c in coefs]}
 
 
@@ -116,7 +123,9 @@ def _lightgbm(cfg: Config, panel: Panel, days: dict[str, np.ndarray], out: Path)
     validation rows early-stop the boosting (lightgbm.early_stopping_rounds 0 = off: all rounds)."""
     t, s = valid_rows(panel, days["train"])
     if len(t) > cfg.lightgbm.max_train_rows:
-        pick = np.sort(np.random.default_rng(cfg.train.seed).choice(len(t), cfg.lightgbm.max_train_rows, replace=False))
+        pick = np.sort(
+            np.random.default_rng(cfg.train.seed).choice(len(t), cfg.lightgbm.max_train_rows, replace=False)
+        )
         t, s = t[pick], s[pick]
     x, y = design(panel, t, s), np.asarray(panel.Y[t, s], dtype=np.float64)
     rows = {split: valid_rows(panel, days[split]) for split in ("val", "test")}
@@ -128,19 +137,30 @@ def _lightgbm(cfg: Config, panel: Panel, days: dict[str, np.ndarray], out: Path)
         ok, ok_v = np.isfinite(y[:, h]), np.isfinite(y_val[:, h])
         train = lgb.Dataset(x[ok], y[ok, h], feature_name=panel.feature_names, free_raw_data=True)
         valid = lgb.Dataset(xs["val"][ok_v], y_val[ok_v, h], reference=train)
-        stop = [lgb.early_stopping(cfg.lightgbm.early_stopping_rounds, verbose=False)] if cfg.lightgbm.early_stopping_rounds else []
-        booster = lgb.train(_lgb_params(cfg), train, cfg.lightgbm.n_estimators, valid_sets=[valid], callbacks=stop)
+        stop = (
+            [lgb.early_stopping(cfg.lightgbm.early_stopping_rounds, verbose=False)]
+            if cfg.lightgbm.early_stopping_rounds
+            else []
+        )
+        booster = lgb.train(
+            _lgb_params(cfg), train, cfg.lightgbm.n_estimators, valid_sets=[valid], callbacks=stop
+        )
         it = booster.best_iteration if stop and booster.best_iteration > 0 else cfg.lightgbm.n_estimators
         best.append(int(it))
         for split in scores:
             scores[split].append(booster.predict(xs[split], num_iteration=it))
         text = booster.model_to_string(num_iteration=it)
         atomic_write(out / f"lightgbm_{horizon}d.txt", lambda p, text=text: p.write_text(text))
-    preds = {split: {"t": rows[split][0], "s": rows[split][1], "score": np.stack(scores[split], 1)} for split in scores}
+    preds = {
+        split: {"t": rows[split][0], "s": rows[split][1], "score": np.stack(scores[split], 1)}
+        for split in scores
+    }
     return preds, {"best_iteration": best, "n_train_rows": int(len(t))}
 
 
-def run_baseline(cfg: Config, panel: Panel, days: dict[str, np.ndarray], model: str, fold: int, out: Path) -> tuple[pl.DataFrame, dict]:
+def run_baseline(
+    cfg: Config, panel: Panel, days: dict[str, np.ndarray], model: str, fold: int, out: Path
+) -> tuple[pl.DataFrame, dict]:
     """Fit (on train dates only) and score the fold's val and test dates; returns (predictions, info)."""
     if model == "lightgbm":
         preds, info = _lightgbm(cfg, panel, days, out)

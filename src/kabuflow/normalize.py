@@ -22,6 +22,7 @@ KINDS = ("stock", "market", "flag")
 MAD_SCALE = 1.4826  # MAD of a normal sample × 1.4826 ≈ its standard deviation
 MEAN_AD_SCALE = 1.2533141373155  # sqrt(pi/2): the same for the mean absolute deviation
 ARRAYS = ("X", "Y", "Y_raw", "valid", "R", "sector", "market")
+COLUMN_BATCH = 16  # features normalized per pass: temporaries stay ~16 columns, not the whole frame
 X_BLOCK_BYTES = 256 * 2**20  # X is assembled this many bytes of dates at a time, never whole in RAM
 
 
@@ -113,12 +114,22 @@ def _read(features: Path, horizons: tuple[int, ...]) -> tuple[pl.DataFrame, list
     df = pl.read_parquet(features / "features.parquet", columns=cols)
     spec = {**KEYS, **{n: pl.Float32() for n in names}, **{y: pl.Float64() for y in labels}}
     check(df, spec, f"{features}/features.parquet")
-    numeric = dict.fromkeys([*names, *labels, ret[0]])
-    clean = [pl.when(pl.col(c).is_finite()).then(pl.col(c)).alias(c) for c in numeric]
-    df = df.with_columns(clean).with_columns(_ret=_log_return(ret[0])).sort("date", "code")
+    # Features are cleaned inside their own normalization (finite()), one copy instead of two.
+    df = df.with_columns([finite(y).alias(y) for y in labels] + [_log_return(ret[0]).alias("_ret")])
+    df = df.sort("date", "code")
     if df.select(pl.struct("date", "code").is_duplicated().any()).item():
         raise SchemaError(f"{features}/features.parquet: duplicate (date, code) rows")
     return df, feats, labels
+
+
+def finite(name: str) -> pl.Expr:
+    """The column with NaN and +-inf turned into null (missing), as masks expect."""
+    return pl.when(pl.col(name).is_finite()).then(pl.col(name))
+
+
+def _ready(expr: pl.Expr, name: str) -> pl.Expr:
+    """X's final form: masked (null, NaN: no value, no scale, no history) -> 0, Float32."""
+    return pl.when(expr.is_finite()).then(expr).otherwise(0.0).cast(pl.Float32).alias(name)
 
 
 def _log_return(col: str) -> pl.Expr:
@@ -134,7 +145,7 @@ def cs_robust_z(name: str, clip: float) -> pl.Expr:
     When more than half the cross-section shares one value the MAD is 0; the scale falls back to the
     mean absolute deviation × sqrt(pi/2) (Iglewicz & Hoaglin), and a constant cross-section maps to 0.
     """
-    x = pl.col(name).cast(pl.Float64)
+    x = finite(name).cast(pl.Float64)
     med = x.median().over("date")
     dev = (x - med).abs()
     mad, mean_ad = dev.median().over("date") * MAD_SCALE, dev.mean().over("date") * MEAN_AD_SCALE
@@ -145,7 +156,7 @@ def cs_robust_z(name: str, clip: float) -> pl.Expr:
 
 def cs_rank_gauss(name: str, clip: float) -> pl.Expr:
     """Phi^-1((rank - 0.5) / n) over the date's cross-section (average ranks for ties), clipped."""
-    x = pl.col(name)
+    x = finite(name)
     u = (x.rank("average").over("date") - 0.5) / x.count().over("date")
     gauss = u.map_batches(lambda s: pl.Series(ndtri(s.to_numpy())), pl.Float64, is_elementwise=True)
     return gauss.clip(-clip, clip).alias(name)
@@ -175,15 +186,14 @@ def _market_z(df: pl.DataFrame, names: list[str], c: NormalizeConfig, n_dates: i
     """Market features: one value per date (the cross-sectional median), scored on past sessions only."""
     if not names:
         return df
-    per_date = df.group_by("_t").agg(pl.col(n).median() for n in names).sort("_t")
+    per_date = df.group_by("_t").agg(finite(n).median() for n in names).sort("_t")
     values = np.full((n_dates, len(names)), np.nan)
     values[per_date["_t"].to_numpy()] = per_date.select(names).to_numpy().astype(np.float64)
     z = trailing_z(values, c.market_window, c.market_min_periods, c.clip)[df["_t"].to_numpy()]
-    cols = [pl.Series(n, z[:, j]) for j, n in enumerate(names)]
+    df = df.with_columns(pl.Series(f"_z_{n}", z[:, j]) for j, n in enumerate(names))
     # A stock whose own row lacks the value stays masked, as for stock features.
-    return df.with_columns(cols).with_columns(
-        pl.when(df[n].is_not_null()).then(pl.col(n)).alias(n) for n in names
-    )
+    ready = [_ready(pl.when(pl.col(n).is_finite()).then(pl.col(f"_z_{n}")), n) for n in names]
+    return df.with_columns(ready).drop(f"_z_{n}" for n in names)
 
 
 def _label_z(labels: list[str], clip: float) -> list[pl.Expr]:
@@ -201,22 +211,19 @@ def _label_z(labels: list[str], clip: float) -> list[pl.Expr]:
 def _transform(df: pl.DataFrame, feats: list[dict], labels: list[str], c: NormalizeConfig) -> pl.DataFrame:
     """Every column computed from same-date rows (stock, labels) or past dates (market): causal."""
     kind = {k: [f["name"] for f in feats if f["kind"] == k] for k in KINDS}
-    present = [pl.col(n).is_not_null().cast(pl.Float64) for n in kind["stock"]]
+    present = [pl.col(n).is_finite().fill_null(False).cast(pl.Int32) for n in kind["stock"]]
     share = pl.sum_horizontal(present) / len(present) if present else pl.lit(1.0)
     df = df.with_columns(
         _t=pl.col("date").rank("dense").cast(pl.Int64) - 1,
         _c=pl.col("code").rank("dense").cast(pl.Int64) - 1,
         _valid=share >= c.min_valid_share,
     )
+    df = df.with_columns(_label_z(labels, c.clip))
     cs = cs_robust_z if c.method == "robust_z" else cs_rank_gauss
-    df = df.with_columns([cs(n, c.clip) for n in kind["stock"]] + _label_z(labels, c.clip))
-    df = _market_z(df, kind["market"], c, int(df["_t"].max()) + 1)
-    names = [f["name"] for f in feats]
-    # Masked (null, NaN: no value, no scale, no history) -> 0 in X; is_finite is null on null.
-    finite = [
-        pl.when(pl.col(n).is_finite()).then(pl.col(n)).otherwise(0.0).cast(pl.Float32).alias(n) for n in names
-    ]
-    return df.with_columns(finite)
+    exprs = [_ready(cs(n, c.clip), n) for n in kind["stock"]] + [_ready(finite(n), n) for n in kind["flag"]]
+    for i in range(0, len(exprs), COLUMN_BATCH):  # bounded temporaries: a batch of columns at a time
+        df = df.with_columns(exprs[i : i + COLUMN_BATCH])
+    return _market_z(df, kind["market"], c, int(df["_t"].max()) + 1)
 
 
 def save_npy(path: Path, arr: np.ndarray) -> None:

@@ -40,7 +40,9 @@ def _dist_env(device: torch.device) -> tuple[int, int, torch.device]:
     return dist.get_rank(), world, device
 
 
-def _train_atft(cfg: Config, panel: Panel, graph: Any, days: dict[str, np.ndarray], k: int, out: Path) -> tuple[pl.DataFrame | None, dict]:
+def _train_atft(
+    cfg: Config, panel: Panel, graph: Any, days: dict[str, np.ndarray], k: int, out: Path
+) -> tuple[pl.DataFrame | None, dict]:
     """Fit on the fold's train dates (val early-stops), then score val and test; rank 0 writes model.pt.
 
     The fit sees a DayData that ends at the last validation date, so test dates are not even in memory
@@ -61,7 +63,9 @@ def _train_atft(cfg: Config, panel: Panel, graph: Any, days: dict[str, np.ndarra
         "resumed_from_epoch": res.resumed_from,
         "n_params": n_params(res.model),
         "fit_seconds": fit_seconds,
-        "stock_days_per_s": float(np.mean([h["stock_days_per_s"] for h in res.history])) if res.history else 0.0,
+        "stock_days_per_s": float(np.mean([h["stock_days_per_s"] for h in res.history]))
+        if res.history
+        else 0.0,
         "history": res.history,
         "world_size": world,
         "rank": rank,
@@ -71,7 +75,9 @@ def _train_atft(cfg: Config, panel: Panel, graph: Any, days: dict[str, np.ndarra
     data = DayData(panel, g, int(days["test"][-1]), device)
     quantiles = tuple(cfg.model.quantiles)
     tables = [
-        prediction_table(panel, "atft", k, split, predict_days(res.model, data, days[split], cfg.train.bf16), quantiles)
+        prediction_table(
+            panel, "atft", k, split, predict_days(res.model, data, days[split], cfg.train.bf16), quantiles
+        )
         for split in ("val", "test")
     ]
     blob = {
@@ -138,6 +144,8 @@ def train_fold(
     write_parquet(out / "predictions.parquet", pred)
     write_json(out / "history.json", history)
     write_json(out / "metrics.json", metrics)
-    manifest = stamp(cfg, stage="train-fold", model=model, fold=fold, metrics=_flat_metrics(nested), rows=pred.height)
+    manifest = stamp(
+        cfg, stage="train-fold", model=model, fold=fold, metrics=_flat_metrics(nested), rows=pred.height
+    )
     write_json(out / "manifest.json", manifest)
     return manifest

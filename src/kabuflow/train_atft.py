@@ -19,7 +19,14 @@ from kabuflow import telemetry
 from kabuflow.artifacts import atomic_write
 from kabuflow.config import Config
 from kabuflow.model.atft_gat_fan import ATFTGATFAN
-from kabuflow.model.losses import day_loss, horizon_weights, long_short_return, masked_standardize, rank_ic, sharpe_loss
+from kabuflow.model.losses import (
+    day_loss,
+    horizon_weights,
+    long_short_return,
+    masked_standardize,
+    rank_ic,
+    sharpe_loss,
+)
 from kabuflow.train_data import DayData, day_seed
 
 EpochHook = Callable[[int, float], None]
@@ -83,7 +90,9 @@ def _autocast(cfg: Config, device: torch.device) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.bf16 and device.type == "cuda")
 
 
-def _step_loss(fwd: Any, data: DayData, days: np.ndarray, cfg: Config, epoch: int, w: torch.Tensor) -> tuple[torch.Tensor, int]:
+def _step_loss(
+    fwd: Any, data: DayData, days: np.ndarray, cfg: Config, epoch: int, w: torch.Tensor
+) -> tuple[torch.Tensor, int]:
     """Mean loss over this step's days (+ the optional Sharpe term across them) and the stock-days seen."""
     tc, quantiles = cfg.train, tuple(cfg.model.quantiles)
     losses, rets, n = [], [], 0
@@ -122,7 +131,19 @@ def _allreduce_grads(model: torch.nn.Module, world: int) -> None:
         offset += p.numel()
 
 
-def _train_epoch(fwd: Any, model: ATFTGATFAN, opt: Any, sched: Any, data: DayData, days: np.ndarray, cfg: Config, epoch: int, w: torch.Tensor, rank: int, world: int) -> tuple[float, int]:
+def _train_epoch(
+    fwd: Any,
+    model: ATFTGATFAN,
+    opt: Any,
+    sched: Any,
+    data: DayData,
+    days: np.ndarray,
+    cfg: Config,
+    epoch: int,
+    w: torch.Tensor,
+    rank: int,
+    world: int,
+) -> tuple[float, int]:
     """One pass over the epoch's days; rank r takes days[r::world]. Returns (mean loss, stock-days)."""
     model.train()
     dps = cfg.train.days_per_step
@@ -144,7 +165,9 @@ def _train_epoch(fwd: Any, model: ATFTGATFAN, opt: Any, sched: Any, data: DayDat
 
 
 @torch.no_grad()
-def val_rank_ic(model: ATFTGATFAN, data: DayData, days: np.ndarray, w: torch.Tensor, bf16: bool = False) -> tuple[float, list[float]]:
+def val_rank_ic(
+    model: ATFTGATFAN, data: DayData, days: np.ndarray, w: torch.Tensor, bf16: bool = False
+) -> tuple[float, list[float]]:
     """Early-stopping metric: mean daily Spearman of the median score vs the raw label, per horizon, and
     their horizon-weighted mean (train.horizon_weights: one number that leans on 5d but uses all)."""
     model.eval()
@@ -152,7 +175,9 @@ def val_rank_ic(model: ATFTGATFAN, data: DayData, days: np.ndarray, w: torch.Ten
     for t in days:
         idx = data.stocks(int(t))
         b = data.day(int(t), model.cfg.lookback, idx)
-        with torch.autocast(data.device.type, dtype=torch.bfloat16, enabled=bf16 and data.device.type == "cuda"):
+        with torch.autocast(
+            data.device.type, dtype=torch.bfloat16, enabled=bf16 and data.device.type == "cuda"
+        ):
             q, _ = model(b.x, b.edge_index, b.edge_attr)
         y = data.Y_raw[int(t), idx].float()  # [n, H]
         per_day.append(rank_ic(q.float()[..., mid], torch.nan_to_num(y), ~torch.isnan(y)))
@@ -175,10 +200,14 @@ def _save(path: Path, model: ATFTGATFAN, opt: Any, sched: Any, st: FitState, fin
     atomic_write(path, lambda p: torch.save(blob, p))
 
 
-def _load(path: Path, model: ATFTGATFAN, opt: Any, sched: Any, fingerprint: str, device: torch.device) -> FitState:
+def _load(
+    path: Path, model: ATFTGATFAN, opt: Any, sched: Any, fingerprint: str, device: torch.device
+) -> FitState:
     blob = torch.load(path, map_location=device, weights_only=True)
     if blob["fingerprint"] != fingerprint:
-        raise RuntimeError(f"checkpoint {path} was written by a different config/fold; delete it to start over")
+        raise RuntimeError(
+            f"checkpoint {path} was written by a different config/fold; delete it to start over"
+        )
     model.load_state_dict(blob["model"])
     opt.load_state_dict(blob["optimizer"])
     sched.load_state_dict(blob["scheduler"])
@@ -240,18 +269,37 @@ def fit_atft(
     w = horizon_weights(tc.horizon_weights, data.Y.shape[2], data.device)
     while st.epoch < tc.epochs and not st.stopped:
         t0 = time.perf_counter()
-        loss, n_seen = _train_epoch(fwd, model, opt, sched, data, days["train"], cfg, st.epoch, w, rank, world)
+        loss, n_seen = _train_epoch(
+            fwd, model, opt, sched, data, days["train"], cfg, st.epoch, w, rank, world
+        )
         speed = n_seen * world / (time.perf_counter() - t0)
         score, per_h = val_rank_ic(model, data, days["val"], w, tc.bf16)
         if world > 1:  # rank 0's verdict for everyone, so the ranks never disagree on stopping
             buf = torch.tensor([score], device=data.device)
             dist.broadcast(buf, 0)
             score = float(buf)
-        st.history.append({"epoch": st.epoch, "train_loss": loss, "val_rank_ic": score, "val_rank_ic_h": per_h, "stock_days_per_s": speed, "seconds": time.perf_counter() - t0})
+        st.history.append(
+            {
+                "epoch": st.epoch,
+                "train_loss": loss,
+                "val_rank_ic": score,
+                "val_rank_ic_h": per_h,
+                "stock_days_per_s": speed,
+                "seconds": time.perf_counter() - t0,
+            }
+        )
         _end_epoch(st, score, model, tc.patience)
         if rank == 0 and ckpt is not None:
             _save(ckpt, model, opt, sched, st, fingerprint)
-            telemetry.record_epoch("atft", fold, epoch=st.epoch - 1, train_loss=loss, val_rank_ic=score, stock_days_per_s=speed, gpu_mem_bytes=_gpu_mem(data.device))
+            telemetry.record_epoch(
+                "atft",
+                fold,
+                epoch=st.epoch - 1,
+                train_loss=loss,
+                val_rank_ic=score,
+                stock_days_per_s=speed,
+                gpu_mem_bytes=_gpu_mem(data.device),
+            )
         if world > 1:
             dist.barrier()
         if on_epoch_end is not None:

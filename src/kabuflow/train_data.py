@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,9 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from kabuflow import folds as folds_mod
 from kabuflow.normalize import Panel, load_panel
-
-SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -38,7 +36,9 @@ def load_graph(path: str | Path) -> Graph:
     g = Graph(**arrays)
     n_edges = g.edge_index.shape[1]
     if g.edge_attr.shape != (n_edges, 3) or int(g.offsets[-1]) != n_edges:
-        raise ValueError(f"graph {path}: edge_attr {g.edge_attr.shape} / offsets end {g.offsets[-1]} != E={n_edges}")
+        raise ValueError(
+            f"graph {path}: edge_attr {g.edge_attr.shape} / offsets end {g.offsets[-1]} != E={n_edges}"
+        )
     return g
 
 
@@ -53,15 +53,12 @@ def as_graph(graph: Graph | str | Path | None) -> Graph | None:
 
 
 def read_folds(folds: str | Path | list[Any]) -> list[dict[str, Any]]:
-    """Every fold as a dict with ISO dates (k, train_start ... test_end).
-
-    Accepts the folds file (a JSON list of folds, or {"folds": [...]}) or a list of dicts / Fold objects.
-    """
-    items: Any = folds
-    if isinstance(folds, str | Path):
-        items = json.loads(Path(folds).read_text())
-        items = items["folds"] if isinstance(items, dict) else items
-    return [f.to_dict() if hasattr(f, "to_dict") else dict(f) for f in items]
+    """Every fold as a dict with ISO dates (k, train_start ... test_end): from the folds file (or the
+    directory holding folds.json), or from a list of Fold objects / dicts."""
+    items = folds_mod.read_folds(folds) if isinstance(folds, str | Path) else folds
+    return [
+        f.to_dict() if isinstance(f, folds_mod.Fold) else folds_mod.Fold.from_dict(f).to_dict() for f in items
+    ]
 
 
 def read_fold(folds: str | Path | list[Any], k: int) -> dict[str, Any]:
@@ -75,15 +72,11 @@ def read_fold(folds: str | Path | list[Any], k: int) -> dict[str, Any]:
 
 def fold_days(fold: dict[str, Any], dates: list[dt.date]) -> dict[str, np.ndarray]:
     """Panel time indices of the fold's train, val and test dates (each a sorted int64 array)."""
-    d = np.array([x.toordinal() for x in dates])
-    out = {}
-    for split in SPLITS:
-        lo = dt.date.fromisoformat(str(fold[f"{split}_start"])).toordinal()
-        hi = dt.date.fromisoformat(str(fold[f"{split}_end"])).toordinal()
-        out[split] = np.flatnonzero((d >= lo) & (d <= hi)).astype(np.int64)
-        if len(out[split]) == 0:
-            raise ValueError(f"fold {fold['k']}: no panel dates in {split} {fold[f'{split}_start']}..{fold[f'{split}_end']}")
-    assert out["train"][-1] < out["val"][0] <= out["val"][-1] < out["test"][0], "fold splits out of time order"
+    slices = folds_mod.fold_index(folds_mod.Fold.from_dict(fold), dates)
+    out = {split: np.arange(sl.start, sl.stop, dtype=np.int64) for split, sl in slices.items()}
+    assert out["train"][-1] < out["val"][0] <= out["val"][-1] < out["test"][0], (
+        "fold splits out of time order"
+    )
     return out
 
 
@@ -158,7 +151,9 @@ class DayData:
     def _edges(self, t: int, idx: Tensor) -> tuple[Tensor, Tensor]:
         """Day t's edges among the stocks idx, renumbered 0..n-1 (edges to other stocks dropped)."""
         if self.graph is None:
-            return torch.zeros(2, 0, dtype=torch.long, device=self.device), torch.zeros(0, 3, device=self.device)
+            return torch.zeros(2, 0, dtype=torch.long, device=self.device), torch.zeros(
+                0, 3, device=self.device
+            )
         ei_all, ea_all, off = self.graph
         ei, ea = ei_all[:, off[t] : off[t + 1]], ea_all[off[t] : off[t + 1]]  # [2, e], [e, 3]
         local = torch.full((self.n_codes,), -1, dtype=torch.long, device=self.device)

@@ -51,7 +51,11 @@ def prediction_table(
     }
     for level, name in Q_COLS.items():
         q = rows.get("q")
-        cols[name] = q[..., quantiles.index(level)].astype(np.float64).reshape(-1) if level in quantiles and q is not None else None
+        cols[name] = (
+            q[..., quantiles.index(level)].astype(np.float64).reshape(-1)
+            if level in quantiles and q is not None
+            else None
+        )
     df = pl.DataFrame(cols).with_columns(pl.col("label").fill_nan(None), pl.col("score").fill_nan(None))
     df = schema.cast(df, schema.PREDICTIONS, "predictions").select(list(schema.PREDICTIONS))
     return df.sort("code", "date", "horizon")
@@ -84,7 +88,9 @@ def split_metrics(pred: pl.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
 
 
 @torch.no_grad()
-def predict_days(model: ATFTGATFAN, data: DayData, days: np.ndarray, bf16: bool = False) -> dict[str, np.ndarray]:
+def predict_days(
+    model: ATFTGATFAN, data: DayData, days: np.ndarray, bf16: bool = False
+) -> dict[str, np.ndarray]:
     """Quantiles for every valid stock of each day: rows for prediction_table (score = the median)."""
     model.eval()
     ts, ss, qs = [], [], []
@@ -100,7 +106,12 @@ def predict_days(model: ATFTGATFAN, data: DayData, days: np.ndarray, bf16: bool 
         ss.append(idx.cpu().numpy())
     if not qs:
         n_h, n_q = model.n_horizons, len(model.cfg.quantiles)
-        return {"t": np.zeros(0, np.int64), "s": np.zeros(0, np.int64), "score": np.zeros((0, n_h)), "q": np.zeros((0, n_h, n_q))}
+        return {
+            "t": np.zeros(0, np.int64),
+            "s": np.zeros(0, np.int64),
+            "score": np.zeros((0, n_h)),
+            "q": np.zeros((0, n_h, n_q)),
+        }
     q_all = np.concatenate(qs)  # [R, H, Q]
     return {"t": np.concatenate(ts), "s": np.concatenate(ss), "score": q_all[..., mid], "q": q_all}
 
@@ -114,7 +125,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[AT
     path = Path(path)
     path = path / "model.pt" if path.is_dir() else path
     blob = torch.load(path, map_location=device, weights_only=True)
-    model = ATFTGATFAN(model_config_from_dict(blob["model_config"]), len(blob["feature_names"]), len(blob["horizons"]))
+    model = ATFTGATFAN(
+        model_config_from_dict(blob["model_config"]), len(blob["feature_names"]), len(blob["horizons"])
+    )
     model.load_state_dict(blob["state_dict"])
     model.to(device).eval()
     return model, {k: v for k, v in blob.items() if k != "state_dict"}
@@ -135,7 +148,9 @@ def predict_dates(
     model, meta = load_model(model_dir, device)
     p = as_panel(panel)
     if p.feature_names != list(meta["feature_names"]):
-        raise ValueError(f"panel features differ from the model's ({len(p.feature_names)} vs {len(meta['feature_names'])})")
+        raise ValueError(
+            f"panel features differ from the model's ({len(p.feature_names)} vs {len(meta['feature_names'])})"
+        )
     index = {d: i for i, d in enumerate(p.meta["dates"])}
     iso = [d.isoformat() if isinstance(d, dt.date) else str(d) for d in dates]
     missing = [d for d in iso if d not in index]

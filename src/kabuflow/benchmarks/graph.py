@@ -41,12 +41,12 @@ def real_returns(data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
 
 
 def synthetic_returns(t: int, n: int, seed: int = 0) -> tuple[np.ndarray, ...]:
-    """A 5-factor market with 0.2 % missing returns (real jpx-2463: ~0.3 % of windows incomplete), 33 sectors and 3 markets: real-like density of edges."""
+    """A 5-factor market, 0.02 % of returns missing (~1 % of 60-day windows incomplete; jpx-2463: ~0.3 %), 33 sectors and 3 markets: real-like density of edges."""
     rng = np.random.default_rng(seed)
     r = (0.01 * (rng.normal(size=(t, 5)) @ rng.normal(size=(5, n)) + 0.015 * rng.normal(size=(t, n)))).astype(
         np.float32
     )
-    r[rng.random((t, n)) < 0.002] = np.nan
+    r[rng.random((t, n)) < 0.0002] = np.nan
     valid = np.isfinite(r)
     sector = np.broadcast_to(rng.integers(0, 33, n).astype(np.int16), (t, n))
     market = np.broadcast_to(rng.integers(0, 3, n).astype(np.int16), (t, n))

@@ -34,7 +34,12 @@ def random_market(t: int, n: int, f: int, seed: int = 0) -> tuple[Panel, Graph]:
         R=np.zeros((t, n), np.float32),
         sector=np.zeros((t, n), np.int16),
         market=np.zeros((t, n), np.int16),
-        meta={"dates": [], "codes": [], "feature_names": [f"f{i}" for i in range(f)], "horizons": [1, 5, 10, 20]},
+        meta={
+            "dates": [],
+            "codes": [],
+            "feature_names": [f"f{i}" for i in range(f)],
+            "horizons": [1, 5, 10, 20],
+        },
     )
     per_day = n * EDGES_PER_NODE
     edge_index = rng.integers(0, n, (2, per_day * t)).astype(np.int32)

@@ -161,8 +161,12 @@ def control_table(control: pl.DataFrame) -> dict[str, dict[str, dict[str, float]
 def fold_table(daily: pl.DataFrame, pnl: pl.DataFrame) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
     """{model: {"5d": {"fold_k": {rank_ic, rank_ic_tstat, n_dates, ls_sharpe_net}}}}: each fold's test
     window on its own, so that one lucky fold cannot hide behind the stitched average."""
-    fold_of = daily.select("model", "horizon", "date", "fold")
-    pnl = pnl.join(fold_of, on=["model", "horizon", "date"], how="left")
+    # A P&L day belongs to the fold of the latest scored date at or before it (the last days of a test
+    # window have no finished h-day label, hence no daily IC, but their book still earns).
+    fold_of = daily.select("model", "horizon", "date", "fold").sort("date")
+    pnl = pnl.sort("date").join_asof(
+        fold_of, on="date", by=["model", "horizon"], strategy="backward", check_sortedness=False
+    )
     out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     for (model, h, fold), part in daily.group_by("model", "horizon", "fold"):
         s = summarise_ic(part["ic"].to_numpy(), part["rank_ic"].to_numpy(), int(h))

@@ -129,12 +129,11 @@ def _ordered(per_model: dict[str, dict[str, Any]]) -> list[tuple[str, str, Any]]
 
 
 def _fold_rows(metrics: dict[str, Any]) -> list[list[Any]]:
-    out = []
-    for m, h, folds in _ordered(metrics.get("folds", {})):
-        if True:
-            for fold, s in folds.items():
-                out.append([m, h, fold, s["n_dates"], s["rank_ic"], s["rank_ic_tstat"], s["ls_sharpe_net"]])
-    return out
+    return [
+        [m, h, fold, s["n_dates"], s["rank_ic"], s["rank_ic_tstat"], s["ls_sharpe_net"]]
+        for m, h, folds in _ordered(metrics.get("folds", {}))
+        for fold, s in sorted(folds.items(), key=lambda kv: int(kv[0].removeprefix("fold_")))
+    ]
 
 
 def _data_html(data: dict[str, Any]) -> str:
@@ -175,7 +174,10 @@ def _figures_html(
 def _tables_html(metrics: dict[str, Any]) -> str:
     _, _, classes = _summary_rows(metrics)
     full = [[m, h, *(s.get(k) for k in METRICS), s.get("oracle_share")] for m, h, s in _rows(metrics)]
-    ctrl = [[m, h, c["rank_ic"], c["rank_ic_tstat"], c["n_dates"]] for m, h, c in _ordered(metrics.get("control", {}))]
+    ctrl = [
+        [m, h, c["rank_ic"], c["rank_ic_tstat"], c["n_dates"]]
+        for m, h, c in _ordered(metrics.get("control", {}))
+    ]
     vsn = "".join(
         f"<h3>{_e(m)}</h3>" + _img(f"fig-vsn-{m}", plots.vsn_bars(w), f"VSN weights {m}")
         for m, w in metrics.get("variable_selection", {}).items()

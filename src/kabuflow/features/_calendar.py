@@ -1,59 +1,51 @@
-"""XTKS session positions and close times: the clock every point-in-time rule in features runs on."""
+"""Session positions over kabuflow.calendar (XTKS): the clock every point-in-time rule in features runs on."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-import exchange_calendars as xc
 import polars as pl
+
+from kabuflow import calendar
 
 # Publication lag of weekly margin data when a row has no PubDate (old J-Quants rows): the exchange
 # publishes a week's balances on the 2nd business day after the record date.
 MARGIN_PUBLICATION_LAG = 2
-_EARLIEST = dt.date(1997, 1, 1)  # exchange_calendars' bound for XTKS
 
 
 def sessions(start: dt.date, end: dt.date) -> pl.DataFrame:
-    """XTKS sessions over [start - 2 weeks, end + 6 weeks]: `date`, `sess` (Int32 position), `close` (JST).
+    """XTKS sessions over [start - 2 weeks, end + 6 weeks]: `date` and `sess` (Int32 position).
 
     Positions are what "the next session" and "h sessions later" mean everywhere in features: counting
     sessions, not rows, is what makes a halted stock's missing day a gap instead of a shorter week.
-    The close comes from the exchange calendar (15:00 JST, 15:30 from 2024-11-05).
+    The margins let an event just outside the bars still find its effective session.
     """
-    lo = max(start - dt.timedelta(days=14), _EARLIEST)
-    cal = xc.get_calendar("XTKS", start=str(lo), end=str(end + dt.timedelta(days=42)))
-    sched = cal.schedule
-    close = sched["close"].dt.tz_convert("Asia/Tokyo")
+    lo = max(start - dt.timedelta(days=14), calendar.FIRST)
+    hi = min(end + dt.timedelta(days=42), calendar.LAST)
+    days = calendar.sessions(lo, hi)
     return pl.DataFrame(
-        {
-            "date": pl.Series([d.date() for d in sched.index], dtype=pl.Date),
-            "sess": pl.Series(range(len(sched)), dtype=pl.Int32),
-            "close": pl.Series([t.time() for t in close], dtype=pl.Time),
-        }
+        {"date": pl.Series(days, dtype=pl.Date), "sess": pl.Series(range(len(days)), dtype=pl.Int32)}
     )
 
 
 def effective_session(
     events: pl.DataFrame, cal: pl.DataFrame, day: str, time: str, name: str
 ) -> pl.DataFrame:
-    """Add `name`: the first session whose close follows the event at `day` `time` ("HH:MM[:SS]" JST).
+    """Add `name`: the session of the first close after the event at `day` `time` ("HH:MM[:SS]" JST).
 
-    An event on a session strictly before its close counts on that session; at or after the close, on a
-    holiday, or with an unreadable time (we cannot prove it came before the close) it counts on the
-    next session.
+    kabuflow.calendar.effective_sessions decides: strictly before a session's close (15:00; 15:30 from
+    2024-11-05) → that session; at/after the close, on a holiday, or with an unknown time → the next.
+    Rows without a date are dropped: they cannot be placed in time.
     """
-    clock = pl.coalesce(
-        pl.col(time).str.to_time("%H:%M:%S", strict=False), pl.col(time).str.to_time("%H:%M", strict=False)
-    )
-    df = events.join(
-        cal.select(pl.col("date").alias(day), pl.col("close").alias("_close")),
-        on=day,
+    events = events.filter(pl.col(day).is_not_null())
+    eff = calendar.effective_sessions(events[day], events[time]).alias("_eff")
+    looked = events.with_columns(eff).join(
+        cal.select(pl.col("date").alias("_eff"), pl.col("sess").alias(name)),
+        on="_eff",
         how="left",
         maintain_order="left",
     )
-    before_close = pl.col("_close").is_not_null() & (clock < pl.col("_close")).fill_null(False)
-    cand = pl.when(before_close).then(pl.col(day)).otherwise(pl.col(day) + dt.timedelta(days=1))
-    return _lookup(df, cal, cand, "forward", name).drop("_close")
+    return looked.drop("_eff")
 
 
 def session_after(events: pl.DataFrame, cal: pl.DataFrame, day: str, name: str) -> pl.DataFrame:

@@ -98,10 +98,14 @@ def sharpe_loss(returns: Tensor) -> Tensor:
     return -returns.mean(0) / (returns.std(0) + EPS)
 
 
-def horizon_weights(weights: tuple[float, ...], n_horizons: int, device: torch.device | None = None) -> Tensor:
+def horizon_weights(
+    weights: tuple[float, ...], n_horizons: int, device: torch.device | None = None
+) -> Tensor:
     """Normalised horizon weights [H] (sum 1); an error names the mismatch between config and panel."""
     if len(weights) != n_horizons:
-        raise ValueError(f"train.horizon_weights has {len(weights)} entries but the panel has {n_horizons} horizons")
+        raise ValueError(
+            f"train.horizon_weights has {len(weights)} entries but the panel has {n_horizons} horizons"
+        )
     w = torch.tensor(weights, dtype=torch.float32, device=device)
     if (w < 0).any() or w.sum() <= 0:
         raise ValueError(f"train.horizon_weights must be non-negative with a positive sum, got {weights}")

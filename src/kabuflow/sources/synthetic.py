@@ -46,8 +46,8 @@ class Market:
     impulses: dict[str, np.ndarray]
     ret: np.ndarray  # latent simple return, close t-1 -> t
     mu: np.ndarray  # its expected value given the state at t-1 (signals only, without the drift)
-    oracle: np.ndarray  # [T, N, 4] expected label per horizon given the state at the close of t
-    parts: dict[str, np.ndarray]  # per signal, the oracle at unit strength (only when asked for)
+    oracle: np.ndarray  # [4, T, N] expected label per horizon given the state at the close of t
+    parts: dict[str, np.ndarray]  # per signal, [4, T, N] oracle at unit strength (only when asked for)
     prices: prices.Prices
 
 
@@ -122,7 +122,7 @@ def oracle_table(m: Market) -> pl.DataFrame:
     """schema.ORACLE rows for every stock-day with a bar, sorted by (Code, Date)."""
     i, t = np.nonzero(m.bar.T)
     cols = {"Date": m.dates[t], "Code": pl.Series(m.universe.codes).gather(i)}
-    cols |= {f"oracle_{h}d": m.oracle[t, i, k] for k, h in enumerate(signals.HORIZONS)}
+    cols |= {f"oracle_{h}d": m.oracle[k].T[m.bar.T] for k, h in enumerate(signals.HORIZONS)}
     return pl.DataFrame(cols)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.signal import lfilter
 
 from kabuflow.sources.synthetic_universe import CLUSTER_VOL, MKT_VOL, SECTOR_VOL, SECTORS, STYLE_VOL, Universe
 
@@ -31,7 +32,7 @@ VOL_AR, VOL_AR_SD, VOL_ABS, VOL_MKT, VOL_NU, VOL_NOISE = 0.9, 0.12, 0.35, 0.5, 0
 
 @dataclass(frozen=True)
 class Shocks:
-    """Everything the day loop draws: zero-mean shocks and the states they drive, [T, N] unless noted."""
+    """Zero-mean shocks of every session and the states they drive, [T, N] unless noted."""
 
     e: np.ndarray  # total return shock (float64): beta * market + residual
     u: np.ndarray  # residual (non-market) shock: what the return-based signals feed on
@@ -54,94 +55,112 @@ def day_rng(seed: int, t: int, perturb_from: int | None) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 0x5EED, t, tag])))
 
 
-def _t(rng: np.random.Generator, df: float, size: int) -> np.ndarray:
+def _t(rng: np.random.Generator, df: float, size: int | tuple[int, ...]) -> np.ndarray:
     """Student-t draws scaled to unit variance and clipped at 8 SD (symmetric: still mean zero)."""
     return np.clip(rng.standard_t(df, size) / np.sqrt(df / (df - 2)), -8, 8)
 
 
-def _zscore(x: np.ndarray) -> np.ndarray:
-    sd = x.std()
-    return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
+# Rows of the per-day normal block: what each stock draws every session.
+NORMALS = ("nu", "z", "w", "open", "high", "low", "vol_ar", "vol_noise", "jump", "slow")
 
 
-class _Loop:
-    """Mutable state of the day loop (market GARCH, regime, idio GARCH, volume AR, momentum sums)."""
+def _draws(n: int, n_factors: int, t_len: int, seed: int, perturb_from: int | None) -> dict[str, np.ndarray]:
+    """Every random number of every session, each session from its own stream (day_rng)."""
+    out = {
+        "regime": np.empty(t_len),
+        "mkt": np.empty(t_len),
+        "factors": np.empty((t_len, n_factors)),
+        "xi": np.empty((t_len, n), np.float32),
+        "jump_u": np.empty((t_len, n), np.float32),
+        "normal": np.empty((len(NORMALS), t_len, n), np.float32),
+    }
+    for t in range(t_len):
+        rng = day_rng(seed, t, perturb_from)
+        out["regime"][t], out["mkt"][t] = rng.random(), _t(rng, FACTOR_DF, 1)[0]
+        out["factors"][t] = _t(rng, FACTOR_DF, n_factors)
+        out["xi"][t] = _t(rng, IDIO_DF, n)
+        out["jump_u"][t] = rng.random(n)
+        out["normal"][:, t] = rng.standard_normal((len(NORMALS), n))
+    return out
 
-    def __init__(self, u: Universe, t_len: int) -> None:
-        self.u = u
-        n = u.n
-        a, b = MKT_GARCH
-        self.m_omega = MKT_VOL**2 * (1 - a - b)
-        self.m_h, self.turb = MKT_VOL**2, False
-        ai, bi = IDIO_GARCH
-        self.i_omega = u.idio_vol**2 * (1 - ai - bi)
-        self.i_h = u.idio_vol**2
-        self.ar = np.zeros(n)
-        self.slow = np.zeros(n)
-        self.mom_sum = np.zeros(n)
-        self.n_clusters = int(u.cluster.max()) + 1
-        self.cl = np.where(u.cluster >= 0, u.cluster, 0)
-        self.log_base = np.log(u.turnover * u.shares0)
 
-    def step(self, rng: np.random.Generator, ann: np.ndarray, out: dict, t: int) -> None:
-        """Advance one session: draw, write row t of every output array, update the states."""
-        u, n = self.u, self.u.n
-        flip = rng.random() < (P_TURB_TO_CALM if self.turb else P_CALM_TO_TURB)
-        self.turb = self.turb != flip
-        mult = TURB_MULT if self.turb else 1.0
-        zeta = _t(rng, FACTOR_DF, 1)[0]
-        m = np.sqrt(self.m_h) * zeta
-        vs = np.sqrt(self.m_h) * mult / MKT_VOL
-        a, b = MKT_GARCH
-        self.m_h = min(self.m_omega + a * m**2 + b * self.m_h, (MAX_VOL_MULT * MKT_VOL) ** 2)
-        f_sec = SECTOR_VOL * vs * _t(rng, FACTOR_DF, len(SECTORS))
-        f_cl = CLUSTER_VOL * vs * _t(rng, FACTOR_DF, max(1, self.n_clusters))
-        f_style = STYLE_VOL * vs * rng.standard_normal(3)
-        xi = _t(rng, IDIO_DF, n)
-        nu, z, w = rng.standard_normal(n), rng.standard_normal(n), rng.standard_normal(n)
-        noise = rng.standard_normal((7, n))
-        self.slow = SLOW_VOL_AR * self.slow + SLOW_VOL_SD * np.sqrt(1 - SLOW_VOL_AR**2) * noise[6]
-        jump = (rng.random(n) < JUMP_RATE) * JUMP_SIZE * u.resid_vol * noise[5]
-        level = np.exp(self.slow - SLOW_VOL_SD**2 / 2)  # mean-one variance multiplier
-        sig = np.sqrt(self.i_h * level * (1 - IDIO_MKT_SHARE + IDIO_MKT_SHARE * vs**2))
-        sig = np.minimum(sig, MAX_VOL_MULT * u.idio_vol)
-        ai, bi = IDIO_GARCH
-        self.i_h = self.i_omega + ai * self.i_h * xi**2 + bi * self.i_h
-        mom_expo = _zscore(self.mom_sum)
-        resid = (
-            u.sector_load * f_sec[u.sector]
-            + np.where(u.cluster >= 0, u.cluster_load * f_cl[self.cl], 0.0)
-            + u.style @ f_style[:2]
-            + mom_expo * f_style[2]
-            + sig * xi
-            + jump
-            + ann * REACT * u.resid_vol * z
-        )
-        self.mom_sum += resid
-        if t >= MOM_STYLE_WINDOW:
-            self.mom_sum -= out["u"][t - MOM_STYLE_WINDOW]
-        self.ar = VOL_AR * self.ar + VOL_AR_SD * noise[3]
-        abs_move = np.minimum(np.abs(resid) / u.resid_vol, 10.0)
-        logv = self.log_base + self.ar + VOL_ABS * (abs_move - 0.8) + VOL_MKT * np.log(vs)
-        logv += VOL_NU * nu + ANN_VOLUME * ann + VOL_NOISE * noise[4]
-        out["e"][t] = u.beta * mult * m + resid
-        out["mkt"][t], out["vol_state"][t] = mult * m, vs
-        for key, val in (("u", resid), ("sigma", sig), ("log_volume", logv), ("nu", nu), ("z", z), ("w", w)):
-            out[key][t] = val
-        out["intraday"][:, t] = noise[:3]
+def _market(regime_u: np.ndarray, zeta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Market factor shock and volatility state [T]: GARCH(1,1) times a two-state Markov regime."""
+    a, b = MKT_GARCH
+    omega, h, turb, cap = MKT_VOL**2 * (1 - a - b), MKT_VOL**2, False, (MAX_VOL_MULT * MKT_VOL) ** 2
+    m, vs = np.empty(len(zeta)), np.empty(len(zeta))
+    for t, (p, z) in enumerate(zip(regime_u, zeta, strict=True)):
+        turb = turb != (p < (P_TURB_TO_CALM if turb else P_CALM_TO_TURB))
+        mult = TURB_MULT if turb else 1.0
+        base = np.sqrt(h) * z
+        m[t], vs[t] = mult * base, np.sqrt(h) * mult / MKT_VOL
+        h = min(omega + a * base**2 + b * h, cap)
+    return m, vs
+
+
+def _idio_vol(u: Universe, xi: np.ndarray, slow_noise: np.ndarray, vs: np.ndarray) -> np.ndarray:
+    """Conditional idiosyncratic vol [T, N]: GARCH(1,1) x a slow log-vol level x the market's state."""
+    a, b = IDIO_GARCH
+    omega, h = u.idio_vol**2 * (1 - a - b), u.idio_vol**2
+    garch = np.empty(xi.shape)
+    for t in range(len(xi)):
+        garch[t] = h
+        h = omega + (a * xi[t] ** 2 + b) * h
+    slow = lfilter([SLOW_VOL_SD * np.sqrt(1 - SLOW_VOL_AR**2)], [1.0, -SLOW_VOL_AR], slow_noise, axis=0)
+    level = np.exp(slow - SLOW_VOL_SD**2 / 2)  # mean-one variance multiplier
+    sig = np.sqrt(garch * level * (1 - IDIO_MKT_SHARE + IDIO_MKT_SHARE * vs[:, None] ** 2))
+    return np.minimum(sig, MAX_VOL_MULT * u.idio_vol)
+
+
+def _momentum_exposure(resid: np.ndarray) -> np.ndarray:
+    """Cross-sectional z-score of each stock's residual return over the previous 120 sessions."""
+    c = np.cumsum(np.vstack([np.zeros((1, resid.shape[1])), resid]), axis=0)  # c[t] = sum of rows < t
+    lo = np.maximum(np.arange(len(resid)) - MOM_STYLE_WINDOW, 0)
+    past = c[:-1] - c[lo]
+    sd = past.std(axis=1, keepdims=True)
+    return np.where(sd > 0, (past - past.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1.0), 0.0)
 
 
 def draw_shocks(u: Universe, ann: np.ndarray, seed: int, perturb_from: int | None = None) -> Shocks:
-    """Run the day loop over T sessions (vectorised across stocks); `ann` [T, N] marks statement days."""
+    """All shocks of T sessions; `ann` [T, N] marks the sessions a statement surprise goes public."""
     t_len, n = ann.shape
-    out = {k: np.zeros((t_len, n), np.float32) for k in ("u", "sigma", "log_volume", "nu", "z", "w")}
-    out["e"] = np.zeros((t_len, n))
-    out["mkt"], out["vol_state"] = np.zeros(t_len), np.zeros(t_len)
-    out["intraday"] = np.zeros((3, t_len, n), np.float32)
-    loop = _Loop(u, t_len)
-    for t in range(t_len):
-        loop.step(day_rng(seed, t, perturb_from), ann[t], out, t)
-    return Shocks(**out)
+    n_cl = max(1, int(u.cluster.max()) + 1)
+    d = _draws(n, len(SECTORS) + n_cl + 3, t_len, seed, perturb_from)
+    g = dict(zip(NORMALS, d["normal"], strict=True))
+    m, vs = _market(d["regime"], d["mkt"])
+    sig = _idio_vol(u, d["xi"], g["slow"], vs)
+    f = d["factors"] * vs[:, None]
+    f_sec, f_cl = SECTOR_VOL * f[:, : len(SECTORS)], CLUSTER_VOL * f[:, len(SECTORS) : len(SECTORS) + n_cl]
+    f_style = STYLE_VOL * f[:, -3:]
+    jump = (d["jump_u"] < JUMP_RATE) * JUMP_SIZE * u.resid_vol * g["jump"]
+    resid = (
+        u.sector_load * f_sec[:, u.sector]
+        + np.where(u.cluster >= 0, u.cluster_load * f_cl[:, np.maximum(u.cluster, 0)], 0.0)
+        + f_style[:, :2] @ u.style.T
+        + sig * d["xi"]
+        + jump
+        + ann * REACT * u.resid_vol * g["z"]
+    )
+    resid += _momentum_exposure(resid) * f_style[:, 2:3]
+    ar = lfilter([VOL_AR_SD], [1.0, -VOL_AR], g["vol_ar"], axis=0)
+    abs_move = np.minimum(np.abs(resid) / u.resid_vol, 10.0)
+    log_volume = (
+        np.log(u.turnover * u.shares0) + ar + VOL_ABS * (abs_move - 0.8) + VOL_MKT * np.log(vs)[:, None]
+    )
+    log_volume += VOL_NU * g["nu"] + ANN_VOLUME * ann + VOL_NOISE * g["vol_noise"]
+    f32 = np.float32
+    return Shocks(
+        e=u.beta * m[:, None] + resid,
+        u=resid.astype(f32),
+        mkt=m,
+        vol_state=vs,
+        sigma=sig.astype(f32),
+        log_volume=log_volume.astype(f32),
+        nu=g["nu"],
+        z=g["z"],
+        w=g["w"],
+        intraday=np.stack([g["open"], g["high"], g["low"]]),
+    )
 
 
 def returns(u: Universe, shocks: Shocks, mu: np.ndarray) -> np.ndarray:

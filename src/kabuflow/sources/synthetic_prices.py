@@ -119,21 +119,21 @@ def prints(
     t_len, n = q.shape
     mult = np.cumprod(fac, axis=0)
     cl = q / mult
-    o_l, h_l, lo_l = _intraday(cl, r, shocks_sigma.astype(float), intraday.astype(float))
-    out = {k: np.full((t_len, n), np.nan) for k in ("o", "h", "lo", "c")}
+    latent = dict(zip(("o", "h", "lo"), _intraday(cl, r, shocks_sigma.astype(float), intraday), strict=True))
+    latent["c"] = cl
+    # Rounded latent prints: the tick depends on the price level alone, so it is vectorised.
+    grid = {k: np.maximum(np.round(x / (tk := tick_size(x, u.topix500))) * tk, tk) for k, x in latent.items()}
+    out = {k: np.full((t_len, n), np.nan) for k in grid}
     upper, lower = np.zeros((t_len, n), bool), np.zeros((t_len, n), bool)
     prev = np.full(n, np.nan)
-    for t in range(t_len):
+    for t in range(t_len):  # the limits depend on the previous print: one session at a time
         b = bar[t]
-        base = prev / fac[t]
-        first = np.isnan(base)
-        base = np.where(first, cl[t], base)
+        first = np.isnan(prev)
+        base = np.where(first, cl[t], prev / fac[t])
         lim = np.where(first, np.inf, limit_width(base))
         lo_p, hi_p = np.maximum(base - lim, 1.0), base + lim
-        for key, lat in (("c", cl[t]), ("o", o_l[t]), ("h", h_l[t]), ("lo", lo_l[t])):
-            tick = tick_size(lat, u.topix500)
-            px = np.round(np.clip(np.maximum(np.round(lat / tick) * tick, tick), lo_p, hi_p), 1)
-            out[key][t] = np.where(b, px, np.nan)
+        for key in ("c", "o", "h", "lo"):
+            out[key][t] = np.where(b, np.round(np.clip(grid[key][t], lo_p, hi_p), 1), np.nan)
         out["h"][t] = np.fmax(out["h"][t], np.fmax(out["o"][t], out["c"][t]))
         out["lo"][t] = np.fmin(out["lo"][t], np.fmin(out["o"][t], out["c"][t]))
         upper[t], lower[t] = b & (out["h"][t] >= hi_p), b & (out["lo"][t] <= lo_p) & ~first

@@ -58,16 +58,18 @@ def _peer_mean(x: np.ndarray, bar: np.ndarray, u: Universe) -> np.ndarray:
 
 def _vol_z(x_u: np.ndarray, bar: np.ndarray) -> np.ndarray:
     """Cross-sectional z-score of log trailing 20-session residual vol, known at the close of t."""
-    c2 = np.cumsum(np.vstack([np.zeros((1, x_u.shape[1])), x_u**2]), axis=0)
-    cn = np.cumsum(np.vstack([np.zeros((1, x_u.shape[1])), bar.astype(float)]), axis=0)
+    zero = np.zeros((1, x_u.shape[1]))
+    c2 = np.cumsum(np.vstack([zero, x_u**2]), axis=0)
+    cn = np.cumsum(np.vstack([zero, bar]), axis=0)
     lo = np.maximum(np.arange(1, len(x_u) + 1) - VOL_WINDOW, 0)
     s2, cnt = c2[1:] - c2[lo], cn[1:] - cn[lo]
     ok = bar & (cnt >= VOL_MIN_OBS) & (s2 > 0)
-    lv = np.where(ok, 0.5 * np.log(np.where(ok, s2, 1.0) / np.maximum(cnt, 1)), np.nan)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean, sd = np.nanmean(lv, axis=1, keepdims=True), np.nanstd(lv, axis=1, keepdims=True)
-        z = (lv - mean) / sd
-    return np.clip(np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0), -3, 3)
+    lv = np.where(ok, 0.5 * np.log(np.where(ok, s2, 1.0) / np.maximum(cnt, 1)), 0.0)
+    k = np.maximum(ok.sum(axis=1, keepdims=True), 1)
+    mean = lv.sum(axis=1, keepdims=True) / k
+    var = (np.where(ok, lv - mean, 0.0) ** 2).sum(axis=1, keepdims=True) / k
+    z = np.where(ok & (var > 0), (lv - mean) / np.sqrt(np.where(var > 0, var, 1.0)), 0.0)
+    return np.clip(z, -3, 3)
 
 
 def impulses(u: Universe, shocks: Shocks, ann: np.ndarray, bar: np.ndarray) -> dict[str, np.ndarray]:
@@ -88,12 +90,9 @@ def impulses(u: Universe, shocks: Shocks, ann: np.ndarray, bar: np.ndarray) -> d
 
 
 def _shift(a: np.ndarray, k: int) -> np.ndarray:
-    """a[t - k] along time (zeros where t - k < 0); k may be negative only if unused rows are dropped."""
+    """a[t - k] along time, zeros where t - k < 0 (k >= 0)."""
     out = np.zeros_like(a)
-    if k >= 0:
-        out[k:] = a[: len(a) - k] if k else a
-    else:
-        out[:k] = a[-k:]
+    out[k:] = a[: len(a) - k]
     return out
 
 
@@ -101,47 +100,51 @@ def _geometric(x: np.ndarray, rho: float, active: float) -> tuple[np.ndarray, li
     """Daily expected-return kernel sum and oracle sums for k(L) = c * rho^(L-1), L >= 1."""
     c = np.sqrt((1 - rho**2) / active)
     y = lfilter([1.0], [1.0, -rho], x, axis=0)  # y[t] = sum_m rho^m x[t - m]
-    mu = c * _shift(y, 1)
-    return mu, [c * rho * (1 - rho**h) / (1 - rho) * y for h in HORIZONS]
+    return c * _shift(y, 1), [c * rho * (1 - rho**h) / (1 - rho) * y for h in HORIZONS]
 
 
 def _window(x: np.ndarray, a: int, b: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """The same for a flat kernel over lags a..b (a > max horizon: all of it is known at t)."""
     assert a > max(HORIZONS), "a momentum window must start after the longest label window"
     w = 1.0 / np.sqrt(b - a + 1)
-    s = np.cumsum(x, axis=0)
-    mu = w * (_shift(s, a) - _shift(s, b + 1))
+    s = np.vstack([np.zeros((b + 1, x.shape[1])), np.cumsum(x, axis=0)])  # s[b + 1 + j] = S[j]
+    t_len = len(x)
+
+    def lag(k: int) -> np.ndarray:  # S[t - k] for every t
+        return s[b + 1 - k : b + 1 - k + t_len]
+
     acc, orc = np.zeros_like(x), []
     for d in range(1, max(HORIZONS) + 1):
-        acc += w * (_shift(s, a - 1 - d) - _shift(s, b - d))  # S[t+1+d-a] - S[t+d-b]
+        acc += lag(a - 1 - d)  # S[t+1+d-a] - S[t+d-b]: the lags of day t+1+d known at t
+        acc -= lag(b - d)
         if d in HORIZONS:
-            orc.append(acc.copy())
-    return mu, orc
+            orc.append(w * acc)
+    return w * (lag(a) - lag(b + 1)), orc
 
 
-def apply_kernel(name: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mu [T, N], oracle [T, N, H]) of one signal at unit strength, in residual-vol units."""
+def apply_kernel(name: str, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(mu [T, N], oracle per horizon [T, N]) of one signal at unit strength, in residual-vol units."""
     sign, kind, par = KERNELS[name]
     active = STATEMENT_SHARE if name == "pead" else 1.0
     mu, orc = _geometric(x, par[0], active) if kind == "geometric" else _window(x, int(par[0]), int(par[1]))
-    return sign * mu, sign * np.stack(orc, axis=-1)
+    return sign * mu, [sign * o for o in orc]
 
 
 def expected_returns(
     u: Universe, x: dict[str, np.ndarray], strength: dict[str, float], keep: bool = False
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """mu [T, N] (signals only), oracle [T, N, H] and, if `keep`, each signal's unit-strength oracle part."""
+    """mu [T, N] (signals only), oracle [H, T, N] and, if `keep`, each signal's unit-strength oracle part."""
     t_len, n = next(iter(x.values())).shape
-    mu, oracle, parts = np.zeros((t_len, n)), np.zeros((t_len, n, len(HORIZONS))), {}
+    mu, oracle, parts = np.zeros((t_len, n)), np.zeros((len(HORIZONS), t_len, n)), {}
     for name in SIGNALS:
         if strength[name] == 0 and not keep:
             continue
-        m, o = apply_kernel(name, x[name])
-        m *= u.resid_vol
-        o *= u.resid_vol[:, None]
-        mu += strength[name] * m
-        oracle += strength[name] * o
+        m, orc = apply_kernel(name, x[name])
+        mu += strength[name] * u.resid_vol * m
         if keep:
-            parts[name] = o
-    oracle += np.array(HORIZONS)[None, None, :] * (u.beta * MKT_DRIFT)[None, :, None]
+            parts[name] = np.stack(orc) * u.resid_vol
+        for k, o in enumerate(orc):
+            oracle[k] += strength[name] * u.resid_vol * o
+    for k, h in enumerate(HORIZONS):
+        oracle[k] += h * MKT_DRIFT * u.beta
     return mu, oracle, parts

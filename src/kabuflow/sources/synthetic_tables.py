@@ -30,9 +30,10 @@ def bars(u: Universe, dates: np.ndarray, p: Prices, bar: np.ndarray) -> pl.DataF
     continuous across splits and equal the raw ones after the last event (J-Quants' convention).
     """
     i, t = _flat(bar)
-    adj = adjustment(u, p)[t, i]
-    fac = np.vstack([p.mult[:1], p.mult[1:] / p.mult[:-1]])[t, i]
-    o, h, lo, c, vo = (a[t, i] for a in (p.o, p.h, p.lo, p.c, p.vo))
+    mask = bar.T  # code-major: rows come out sorted by (Code, Date)
+    adj = adjustment(u, p).T[mask]
+    fac = np.vstack([p.mult[:1], p.mult[1:] / p.mult[:-1]]).T[mask]
+    o, h, lo, c, vo = (a.T[mask] for a in (p.o, p.h, p.lo, p.c, p.vo))
     return pl.DataFrame(
         {
             "Date": dates[t],
@@ -41,8 +42,8 @@ def bars(u: Universe, dates: np.ndarray, p: Prices, bar: np.ndarray) -> pl.DataF
             "H": h,
             "L": lo,
             "C": c,
-            "UL": _flag(p.upper[t, i]),
-            "LL": _flag(p.lower[t, i]),
+            "UL": _flag(p.upper.T[mask]),
+            "LL": _flag(p.lower.T[mask]),
             "Vo": vo,
             "Va": np.round(vo * (o + h + lo + c) / 4),
             "AdjFactor": np.where(t > u.list_start[i], 1.0 / fac, 1.0),

@@ -1,0 +1,218 @@
+"""Features stage: hand-computed first features of every family, manifest contract, absent families, splits."""
+
+import datetime as dt
+import json
+import math
+import statistics
+
+import polars as pl
+import pytest
+from test_features_support import CLOSES, bars, fins, flows, margin, random_market, sessions, tiny
+
+from kabuflow.config import Config
+from kabuflow.features import FEATURES, build, features
+
+H = (1, 5, 10, 20)
+A, B, C = "13010", "13020", "13030"
+
+
+def col(out: pl.DataFrame, code: str, name: str) -> list:
+    return out.filter(pl.col("code") == code)[name].to_list()
+
+
+@pytest.fixture(scope="module")
+def tiny_out() -> pl.DataFrame:
+    return build(tiny(), H)[0]
+
+
+def test_ret_1d_and_5d(tiny_out):
+    r1, r5 = col(tiny_out, A, "ret_1d"), col(tiny_out, A, "ret_5d")
+    assert r1[0] is None and r1[1] == pytest.approx(102 / 100 - 1) and r1[2] == pytest.approx(101 / 102 - 1)
+    assert r5[:5] == [None] * 5 and r5[5] == pytest.approx(102 / 100 - 1)
+
+
+def test_vol_5d_is_sample_std_of_log_returns(tiny_out):
+    c = CLOSES[A]
+    logs = [math.log(c[i] / c[i - 1]) for i in range(1, 6)]
+    v = col(tiny_out, A, "vol_5d")
+    assert v[4] is None and v[5] == pytest.approx(statistics.stdev(logs), rel=1e-6)
+
+
+def test_tech_sma_gap_5d(tiny_out):
+    g = col(tiny_out, A, "tech_sma_gap_5d")
+    assert g[3] is None and g[4] == pytest.approx(104 / ((100 + 102 + 101 + 103 + 104) / 5) - 1, rel=1e-6)
+
+
+def test_liq_range_1d(tiny_out):
+    # bars(): O = previous close, H = max(O, C)·1.01, L = min(O, C)·0.99
+    assert col(tiny_out, A, "liq_range_1d")[1] == pytest.approx((102 * 1.01 - 100 * 0.99) / 102, rel=1e-6)
+
+
+def test_mkt_ret_1d_equal_weight_proxy_without_topix(tiny_out):
+    expected = ((102 / 100 - 1) + 0.0 + (198 / 200 - 1)) / 3
+    for code in (A, B, C):
+        assert col(tiny_out, code, "mkt_ret_1d")[1] == pytest.approx(expected, rel=1e-6)
+    beta = col(tiny_out, A, "mkt_beta_60d")
+    assert all(b is None for b in beta)  # 10 bars < 60: no beta, and none made up
+
+
+def test_mkt_ret_1d_from_topix_when_present():
+    t = tiny()
+    dates = sessions("2024-01-04", 10)
+    t["indices_bars_daily_topix"] = pl.DataFrame(
+        {"Date": dates, "O": 1.0, "H": 1.0, "L": 1.0, "C": [2000.0 + 10 * i for i in range(10)]}
+    )
+    out, info = build(t, H)
+    assert col(out, B, "mkt_ret_1d")[3] == pytest.approx(2030 / 2020 - 1, rel=1e-6)
+    assert info["notes"]["mkt"]["market_source"] == "topix"
+
+
+def test_sec_ret_1d_is_the_sector_mean(tiny_out):
+    assert col(tiny_out, A, "sec_ret_1d")[1] == pytest.approx((0.02 + 0.0) / 2, rel=1e-6)
+    assert col(tiny_out, C, "sec_ret_1d")[1] == pytest.approx(198 / 200 - 1, rel=1e-6)
+
+
+def test_cs_rank_ret_1d(tiny_out):
+    assert [col(tiny_out, k, "cs_rank_ret_1d")[1] for k in (A, B, C)] == [1.0, 0.5, 0.0]
+
+
+def test_flag_warm_20d():
+    closes = {A: [100.0 + i for i in range(25)]}
+    out = build(tiny(closes), H)[0]
+    assert col(out, A, "flag_warm_20d") == [0.0] * 19 + [1.0] * 6
+
+
+def test_stmt_sales_growth_against_the_prior_year():
+    t, dates = tiny(), sessions("2024-01-04", 10)
+    t["fins_summary"] = fins(
+        [
+            {"DiscDate": dt.date(2023, 2, 10), "DiscTime": "15:00:00", "Code": A, "CurPerType": "FY",
+             "CurFYEn": dt.date(2022, 12, 31), "Sales": 100.0, "OP": 10.0, "NP": 5.0},
+            {"DiscDate": dates[4], "DiscTime": "13:00:00", "Code": A, "CurPerType": "FY",
+             "CurFYEn": dt.date(2023, 12, 31), "Sales": 120.0, "OP": 15.0, "NP": 6.0},
+        ]
+    )  # fmt: skip
+    out = build(t, H)[0]
+    assert col(out, A, "stmt_sales_growth_1y") == [None] * 4 + [pytest.approx(0.2)] * 6
+    assert col(out, A, "stmt_op_margin") == [pytest.approx(0.1)] * 4 + [pytest.approx(0.125)] * 6
+    assert col(out, B, "stmt_op_margin") == [None] * 10
+
+
+def test_flow_frgn_net_from_the_session_after_publication():
+    t, dates = tiny(), sessions("2024-01-04", 10)
+    t["equities_investor_types"] = flows(
+        [{"PubDate": dates[3], "StDate": dates[0], "EnDate": dates[2], "Section": "TSEPrime",
+          "TotTot": 1000.0, "FrgnBal": 50.0, "IndBal": -20.0, "TrstBnk": 0.0}]
+    )  # fmt: skip
+    out = build(t, H)[0]
+    assert col(out, C, "flow_frgn_net_1w") == [None] * 4 + [pytest.approx(0.05)] * 6
+
+
+def test_margin_ls_log_with_and_without_pubdate():
+    t, dates = tiny(), sessions("2024-01-04", 10)
+    t["markets_margin_interest"] = margin(
+        [
+            {"PubDate": dates[2], "Date": dates[0], "Code": A, "LongVol": 99.0, "ShrtVol": 9.0},
+            # No PubDate: assumed published 2 sessions after Date (dates[5]), usable from dates[6].
+            {"PubDate": None, "Date": dates[3], "Code": A, "LongVol": 9.0, "ShrtVol": 99.0},
+        ]
+    )
+    out = build(t, H)[0]
+    want = [None] * 3 + [pytest.approx(math.log(10))] * 3 + [pytest.approx(math.log(0.1))] * 4
+    assert col(out, A, "margin_ls_log_1w") == want
+
+
+def test_stage_writes_features_and_manifest(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name, df in random_market(n_codes=3, n_sessions=40).items():
+        df.write_parquet(raw / f"{name}.parquet")
+    manifest = features(Config(), raw, tmp_path / "out")
+    out = pl.read_parquet(tmp_path / "out" / "features.parquet")
+    assert manifest == json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["families_absent"] == [] and manifest["rows"] == out.height
+    assert out.columns[:4] == ["date", "code", "s33", "mkt"] and out.columns[-4:] == [
+        "y_1d",
+        "y_5d",
+        "y_10d",
+        "y_20d",
+    ]
+    assert out.select("code", "date").equals(out.select("code", "date").sort("code", "date"))
+    kinds = {f["name"]: f["kind"] for f in manifest["features"]}
+    assert kinds["mkt_ret_1d"] == kinds["flow_frgn_net_1w"] == "market" and kinds["flag_warm_60d"] == "flag"
+    assert kinds["ret_5d"] == kinds["stmt_roe"] == kinds["margin_ls_log_1w"] == "stock"
+    for name in kinds:
+        assert out.schema[name] == pl.Float32 and name.split("_")[0] in {f.name for f in FEATURES}
+    assert all(out.schema[y] == pl.Float64 for y in ("y_1d", "y_20d"))
+    assert manifest["config"]["features"]["horizons"] == [1, 5, 10, 20] and "code_version" in manifest
+
+
+def test_absent_tables_mean_absent_families_not_zero_columns(tmp_path):
+    out, info = build(tiny(), H)
+    absent = {a["family"]: a["reason"] for a in info["families_absent"]}
+    assert set(absent) == {"stmt", "flow", "margin"} and "fins_summary" in absent["stmt"]
+    assert not [c for c in out.columns if c.startswith(("stmt_", "flow_", "margin_"))]
+    assert info["notes"]["mkt"]["market_source"] == "proxy_equal_weight"
+
+
+def test_split_keeps_returns_and_volatility_continuous():
+    """A 2:1 split at session 5: raw prices halve, Adj prices (what features read) do not."""
+    dates = sessions("2024-01-04", 30)
+    adj = [100.0 * 1.01 ** (i % 7) for i in range(30)]
+    b = bars({A: adj, B: [50.0] * 30}, dates)
+    raw_scale = pl.when(pl.col("Date") < dates[15]).then(2.0).otherwise(1.0)
+    split = b.with_columns(
+        *(pl.col(k) * raw_scale for k in ("O", "H", "L", "C")), Vo=pl.col("Vo") / raw_scale
+    )
+    assert split.filter(pl.col("Code") == A)["C"].to_list()[14:16] == [adj[14] * 2, adj[15]]
+    t = tiny({A: adj, B: [50.0] * 30})
+    plain, with_split = build(t, H)[0], build({**t, "equities_bars_daily": split}, H)[0]
+    for name in ("ret_1d", "ret_20d", "vol_5d", "vol_20d", "vol_yz_20d", "tech_atr_14d"):
+        assert col(with_split, A, name) == col(plain, A, name), name
+    assert col(with_split, A, "ret_1d")[15] == pytest.approx(adj[15] / adj[14] - 1, rel=1e-6)
+
+
+def test_features_before_a_later_split_do_not_see_it():
+    """Bars downloaded before a split (unadjusted) and after it (Adj prices halved before the split)
+    give the same features on the pre-split dates: no level that a future split moves."""
+    m = random_market(n_codes=3, n_sessions=60, seed=3)
+    before = {k: m[k] for k in ("equities_bars_daily", "equities_master")}
+    split_day = sessions("2024-01-04", 60)[40]
+    scale = pl.when((pl.col("Code") == "13000") & (pl.col("Date") < split_day)).then(0.5).otherwise(1.0)
+    adjusted = m["equities_bars_daily"].with_columns(
+        *(pl.col(f"Adj{k}") * scale for k in ("O", "H", "L", "C")), AdjVo=pl.col("AdjVo") / scale
+    )
+    pre = pl.col("date") < split_day
+    x = build(before, H)[0].filter(pre)
+    y = build({**before, "equities_bars_daily": adjusted}, H)[0].filter(pre)
+    feats = [c for c in x.columns if x.schema[c] == pl.Float32]
+    assert len(feats) > 90 and x.select(feats).equals(y.select(feats))
+
+
+def test_pandas_reference_agrees(tmp_path):
+    """The benchmark's pandas reference computes the same numbers as the stage."""
+    import pandas as pd
+
+    from kabuflow.benchmarks.features import compare, pandas_features
+    from kabuflow.features import _calendar
+
+    m = random_market(n_codes=4, n_sessions=260, seed=5)
+    t = {"equities_bars_daily": m["equities_bars_daily"], "equities_master": tiny_master(m)}
+    out = build(t, H)[0]
+    bars_pd = t["equities_bars_daily"].to_pandas()
+    cal = _calendar.sessions(dt.date(2024, 1, 4), dt.date(2025, 2, 1)).to_pandas()
+    bars_pd["Date"], cal["date"] = pd.to_datetime(bars_pd.Date), pd.to_datetime(cal.date)
+    ref = pandas_features(bars_pd, t["equities_master"].to_pandas(), cal)
+    ref["date"] = ref.date.dt.date
+    out.write_parquet(tmp_path / "a.parquet")
+    ref.to_parquet(tmp_path / "b.parquet")
+    res = compare(tmp_path / "a.parquet", tmp_path / "b.parquet")
+    assert res["columns_compared"] >= 100 and res["disagreeing_columns"] == {}, res
+
+
+def tiny_master(m: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """One snapshot row per code dated after the bars (the real set's shape)."""
+    from test_features_support import master
+
+    codes = m["equities_bars_daily"]["Code"].unique().sort().to_list()
+    return master([(dt.date(2025, 3, 1), c, ["0050", "3050"][i % 2], "0111") for i, c in enumerate(codes)])
