@@ -16,7 +16,9 @@ from kabuflow.config import Config
 from kabuflow.normalize import load_panel
 from kabuflow.train import train_fold
 
-CFG = Config().with_overrides(["lightgbm.min_child_samples=20", "lightgbm.n_estimators=60", "train.threads=1"])
+CFG = Config().with_overrides(
+    ["lightgbm.min_child_samples=20", "lightgbm.n_estimators=60", "train.threads=1"]
+)
 
 
 @pytest.fixture(scope="module")

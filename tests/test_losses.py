@@ -47,7 +47,9 @@ def test_soft_rank_tends_to_ordinal_rank():
     s = torch.tensor([[3.0], [1.0], [2.0]])
     # rank_i = sum_j sigmoid((z_i - z_j)/T): with T -> 0 that is #{j: s_j < s_i} + 0.5 (the j = i term)
     assert soft_rank(s, ALL, 1e-3)[:, 0].tolist() == pytest.approx([2.5, 0.5, 1.5], abs=1e-4)
-    masked = soft_rank(torch.tensor([[3.0], [1.0], [2.0], [9.0]]), torch.tensor([[1], [1], [1], [0]]).bool(), 1e-3)
+    masked = soft_rank(
+        torch.tensor([[3.0], [1.0], [2.0], [9.0]]), torch.tensor([[1], [1], [1], [0]]).bool(), 1e-3
+    )
     assert masked[:3, 0].tolist() == pytest.approx([2.5, 0.5, 1.5], abs=1e-4)
 
 

@@ -40,7 +40,9 @@ def test_shapes_finite_and_gradients(norm, graph):
     assert torch.allclose(aux["attention"].sum(-1), torch.ones(N, 2))
     assert ("graph_gate" in aux) == graph
     q.sum().backward()
-    missing = [name for name, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    missing = [
+        name for name, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()
+    ]
     assert not missing
 
 

@@ -63,6 +63,34 @@ def test_stitched_predictions_are_out_of_sample_and_unique(run_dir):
     assert models["split"].unique().to_list() == ["test"]
     dup = models.group_by("model", "horizon", "date", "code").len().filter(pl.col("len") > 1)
     assert dup.height == 0
-    folds = json.loads((out / "folds" / "folds.json").read_text())
+    folds = json.loads((out / "folds").read_text())  # the folds artifact is one JSON file
     first_test = min(f["test_start"] for f in folds["folds"])
     assert str(models["date"].min()) >= first_test
+
+
+def _predict(out, *args):
+    cmd = [sys.executable, "-m", "kabuflow.cli", "predict", "--run", str(out), *args]
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+def test_predict_ranks_the_last_session_with_the_champion(run_dir):
+    out, _ = run_dir
+    last = json.loads((out / "panel" / "meta.json").read_text())["dates"][-1]
+    proc = _predict(out, "--model", str(out / "models" / "champion"), "--date", last)
+    assert proc.returncode == 0, proc.stderr
+    ranking = pl.read_parquet(out / "predict" / f"ranking_{last}.parquet")
+    assert ranking["rank"].to_list() == list(range(1, ranking.height + 1))
+    assert ranking.height >= 60  # nearly the whole universe of 80 is scored
+    scores = ranking["score_5d"].to_list()
+    assert scores == sorted(scores, reverse=True)
+    assert {"code", "name", "sector", "score_1d", "q10_20d", "q90_20d"} <= set(ranking.columns)
+
+
+def test_predict_refuses_dates_it_cannot_score(run_dir):
+    out, _ = run_dir
+    champion = str(out / "models" / "champion")
+    proc = _predict(out, "--model", champion, "--date", "2021-01-01")  # New Year's Day: no session
+    assert proc.returncode == 1 and "is not an XTKS session" in proc.stderr
+    proc = _predict(out, "--model", champion, "--date", "2023-03-01")
+    assert proc.returncode == 1 and "is not in the panel" in proc.stderr
+    assert proc.stderr.count("\n") == 1  # one line, no traceback

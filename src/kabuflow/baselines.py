@@ -9,6 +9,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import polars as pl
+import torch
 
 from kabuflow.artifacts import atomic_write, write_json
 from kabuflow.config import Config
@@ -64,15 +65,19 @@ def _factor(panel: Panel, days: dict[str, np.ndarray], factor: str, out: Path) -
 
 
 def _fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
-    """Closed-form ridge with an unpenalised intercept: beta = (Xc'Xc + alpha I)^-1 Xc'yc, in float64."""
+    """Closed-form ridge with an unpenalised intercept: beta = (Xc'Xc + alpha I)^-1 Xc'yc, in float64.
+
+    The Gram matrix is accumulated block by block with torch (no float64 copy of X; torch's CPU GEMM is
+    several times faster than the BLAS numpy ships here for X'X).
+    """
     mean_x, mean_y = x.mean(0, dtype=np.float64), float(y.mean())
-    gram = np.zeros((x.shape[1], x.shape[1]))
-    xty = np.zeros(x.shape[1])
-    for i in range(0, len(x), CHUNK):  # accumulate in float64 without a float64 copy of X
-        xc = x[i : i + CHUNK].astype(np.float64) - mean_x
+    gram = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64)
+    xty = torch.zeros(x.shape[1], dtype=torch.float64)
+    for i in range(0, len(x), CHUNK):
+        xc = torch.from_numpy(x[i : i + CHUNK].astype(np.float64) - mean_x)  # [B, F]
         gram += xc.T @ xc
-        xty += xc.T @ (y[i : i + CHUNK] - mean_y)
-    beta = np.linalg.solve(gram + alpha * np.eye(len(gram)), xty)
+        xty += xc.T @ torch.from_numpy(y[i : i + CHUNK] - mean_y)
+    beta = torch.linalg.solve(gram + alpha * torch.eye(len(gram), dtype=torch.float64), xty).numpy()
     return beta, mean_y - float(mean_x @ beta)
 
 

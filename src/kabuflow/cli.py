@@ -67,7 +67,11 @@ def cmd_ingest(args: argparse.Namespace) -> None:
 
     with local_output(args.out) as out:
         m = ingest(_config(args), out)
-    print(json.dumps({"tables": m["tables"], "dropped": m["dropped"]}, indent=1, default=str))
+    print(f"ingest {m['source']} {m['start']}..{m['end']} -> {args.out}")
+    for name, info in m["tables"].items():
+        print(f"  {name:<28} {info['rows']:>10,} rows")
+    for drop in m["dropped"]:
+        print(f"  dropped {drop['rows']:,} rows of {drop['table']}: {drop['reason']}")
 
 
 def _stage(module: str, name: str, *inputs: str) -> Callable[[argparse.Namespace], None]:
@@ -143,10 +147,13 @@ def cmd_submit(args: argparse.Namespace) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> None:
     """Ranked list for the next session."""
+    import polars as pl
+
     from kabuflow.predict import predict
 
-    table = predict(_config(args), args.model, args.date, args.out)
-    print(table)
+    table = predict(_config(args), args.model, args.date, args.out, args.run)
+    with pl.Config(tbl_rows=30, tbl_cols=12, tbl_width_chars=160):
+        print(table.head(30))
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -228,7 +235,8 @@ def _parser() -> argparse.ArgumentParser:
         cmd_predict,
         (("--model",), req),
         (("--date",), req),
-        (("--out",), {"default": ""}),
+        (("--run",), {"default": "runs/local", "help": "run directory holding panel/, graph/, raw/"}),
+        (("--out",), {"default": "", "help": "where the ranking parquet goes (default RUN/predict)"}),
     )
     add("bench", cmd_bench, (("--only",), {"nargs": "*", "default": []}), (("--out",), {"default": ".bench"}))
     return p

@@ -39,9 +39,9 @@ class SyntheticConfig:
     # Strength of each planted signal: the SD of its daily expected-return contribution, in units of
     # the stock's residual (non-market) daily volatility; 0 switches it off. These defaults give an
     # oracle RankIC of ~0.05 at 1d and ~0.10 at 5d (kernels and signs: sources/synthetic_signals.py).
-    reversal: float = 0.04
-    momentum: float = 0.014
-    leadlag: float = 0.055
+    reversal: float = 0.06
+    momentum: float = 0.016
+    leadlag: float = 0.06
     pead: float = 0.014
     volume_shock: float = 0.012
     vol_interaction: float = 0.014

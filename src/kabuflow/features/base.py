@@ -90,34 +90,34 @@ def attach_master(frame: pl.DataFrame, master: pl.DataFrame) -> tuple[pl.DataFra
     used for every date. That is a known look-ahead in the sector labels of earlier dates, accepted
     because there is no history to do better with.
     """
+    codes = frame.group_by("code", "cid").agg(pl.col("date").min().alias("first"))
+    # Work on the small master: integer code and sector ids, so the big join hashes integers.
     m = master.select(
         pl.col("Date").alias("mdate"),
         pl.col("Code").alias("code"),
         pl.col("S33").alias("s33"),
         pl.col("Mkt").alias("mkt"),
+    ).with_columns(sid=pl.col("s33").rank("dense").cast(pl.Int64))
+    m = m.join(codes, on="code", how="inner").drop("code")
+    per_code = m.group_by("cid").agg(
+        pl.len().alias("n"), (pl.col("mdate") > pl.col("first")).all().alias("later")
     )
-    first_bar = frame.group_by("code").agg(pl.col("date").min().alias("first"))
-    per_code = m.group_by("code").agg(pl.len().alias("n"), pl.col("mdate").min().alias("mdate"))
-    later = per_code.join(first_bar, on="code").filter(pl.col("mdate") > pl.col("first")).height
+    later = int(per_code["later"].sum())
     if m.height and per_code["n"].max() == 1 and later > 0:
-        out = frame.join(m.drop("mdate"), on="code", how="left", maintain_order="left")
+        out = frame.join(m.drop("mdate", "first"), on="cid", how="left", maintain_order="left")
         note = (
             f"master is a single snapshot per code ({m['mdate'].min()}..{m['mdate'].max()}), dated after the "
             f"first bar of {later} codes: its sector and market are used for every date (a known look-ahead "
             "in s33/mkt before the snapshot date; no master history to do better)"
         )
-        return with_sector_key(out), {"mode": "snapshot", "codes_backfilled": later, "note": note}
-    # Both sides sorted by (code, date): join_asof matches within each code without a global re-sort.
-    out = frame.join_asof(
-        m.sort("code", "mdate"), left_on="date", right_on="mdate", by="code", check_sortedness=False
-    ).drop("mdate")
-    return with_sector_key(out), {
-        "mode": "as_of",
-        "note": "s33/mkt from the latest master row dated on or before each date",
-    }
-
-
-def with_sector_key(frame: pl.DataFrame) -> pl.DataFrame:
-    """Add `dsec`: one integer per (date, S33), null where the sector is unknown (the sec_ helpers' partition)."""
-    sector = pl.col("s33").rank("dense").cast(pl.Int64)
-    return frame.with_columns(dsec=pl.col("date").to_physical().cast(pl.Int64) * 1024 + sector)
+        info = {"mode": "snapshot", "codes_backfilled": later, "note": note}
+    else:
+        # Both sides sorted by (code, date): join_asof matches within each code without a global re-sort.
+        right = m.drop("first").sort("cid", "mdate")
+        out = frame.join_asof(right, left_on="date", right_on="mdate", by="cid", check_sortedness=False).drop(
+            "mdate"
+        )
+        info = {"mode": "as_of", "note": "s33/mkt from the latest master row dated on or before each date"}
+    # `dsec`: one integer per (date, S33), null where the sector is unknown: the sec_ helpers' partition.
+    dsec = pl.col("date").to_physical().cast(pl.Int64) * 1024 + pl.col("sid")
+    return out.with_columns(dsec=dsec).drop("sid"), info

@@ -19,12 +19,15 @@ def _bar_at(key: np.ndarray, close: np.ndarray, offset: int) -> np.ndarray:
     `key` = code index · 2^32 + session position, strictly increasing over the (code, date)-sorted
     frame, so a binary search finds the target (code, session) or proves it absent.
     """
+    n = len(key)
     target = key + offset
-    idx = np.searchsorted(key, target)
-    inside = idx < len(key)
-    hit = np.zeros(len(key), dtype=bool)
-    hit[inside] = key[idx[inside]] == target[inside]
-    out = np.full(len(key), np.nan)
+    # Fast path: with no missing session in between, the target is exactly `offset` rows ahead.
+    idx = np.minimum(np.arange(n) + offset, n - 1)
+    miss = key[idx] != target
+    # Otherwise (a halt, the stock's last rows) binary-search the few remaining rows.
+    idx[miss] = np.minimum(np.searchsorted(key, target[miss]), n - 1)
+    hit = key[idx] == target
+    out = np.full(n, np.nan)
     out[hit] = close[idx[hit]]
     return out
 

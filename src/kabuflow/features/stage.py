@@ -39,7 +39,7 @@ def compute(
             frame, notes[fam.name] = fam.attach(frame, tables, cal)
         feats = fam.features()
         exprs = [f.expr.cast(pl.Float32) for f in feats]
-        frame = frame.lazy().with_columns(exprs).drop(fam.drop, strict=False).collect(engine="in-memory")
+        frame = frame.lazy().with_columns(exprs).drop(fam.drop, strict=False).collect()
         catalogue += [{"name": f.name, "family": fam.name, "kind": f.kind} for f in feats]
     return frame, catalogue, absent, notes
 

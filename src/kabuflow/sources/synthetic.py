@@ -18,9 +18,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import polars as pl
 
-from kabuflow import schema
+from kabuflow import calendar, schema
 from kabuflow.config import Config, ConfigError, SyntheticConfig
 from kabuflow.sources import SourceResult
+from kabuflow.sources import synthetic_facts as facts
 from kabuflow.sources import synthetic_fins as fins
 from kabuflow.sources import synthetic_flows as flows
 from kabuflow.sources import synthetic_market as market
@@ -76,12 +77,9 @@ def resolve(cfg: Config) -> SyntheticConfig:
 
 def _sessions(start: str, end: str) -> tuple[np.ndarray, int, int]:
     """XTKS sessions from ~8 months before `start` to ~2 months after `end`, and the range's slice."""
-    import exchange_calendars as xcals
-
     lo = dt.date.fromisoformat(start) - dt.timedelta(days=250)
     hi = dt.date.fromisoformat(end) + dt.timedelta(days=60)
-    cal = xcals.get_calendar("XTKS", start=lo.isoformat(), end=hi.isoformat())
-    s = cal.sessions.values.astype("datetime64[D]")
+    s = np.array(calendar.sessions(lo, hi), dtype="datetime64[D]")
     t0 = int(np.searchsorted(s, np.datetime64(start)))
     t1 = int(np.searchsorted(s, np.datetime64(end), side="right"))
     if t1 - t0 < MIN_SESSIONS:
@@ -126,10 +124,24 @@ def oracle_table(m: Market) -> pl.DataFrame:
     return pl.DataFrame(cols)
 
 
+def adjusted_close(m: Market) -> np.ndarray:
+    """[T, N] AdjC as the bars table has it (NaN where there is no bar)."""
+    return np.where(m.bar, m.prices.c * tables.adjustment(m.universe, m.prices), np.nan)
+
+
+def oracle_rank_ic(m: Market) -> dict[str, float]:
+    """The oracle's mean daily RankIC against the realised labels (from AdjC), per horizon."""
+    y = facts.forward_labels(adjusted_close(m), signals.HORIZONS)
+    return {
+        f"{h}d": facts.rank_ic(np.where(m.bar, m.oracle[k], np.nan), y[k])
+        for k, h in enumerate(signals.HORIZONS)
+    }
+
+
 def build_tables(m: Market) -> dict[str, pl.DataFrame]:
     """Every raw table, J-Quants v2 names and the dtypes of schema.RAW."""
     u, p, s = m.universe, m.prices, m.cfg
-    adj_close = np.where(m.bar, p.c * tables.adjustment(u, p), np.nan)
+    adj_close = adjusted_close(m)
     index = tables.topix(m.dates, p, adj_close, m.bar)
     value = np.where(m.bar, np.round(p.vo * (p.o + p.h + p.lo + p.c) / 4), np.nan)
     out = {

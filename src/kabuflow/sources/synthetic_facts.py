@@ -1,4 +1,4 @@
-"""Stylized facts of daily bars: one code path for the synthetic market and real J-Quants data."""
+"""Stylized facts of daily bars (synthetic or real, one code path) and signal diagnostics: labels, RankIC."""
 
 from __future__ import annotations
 
@@ -120,3 +120,46 @@ def stylized_facts(bars: pl.DataFrame, min_days: int = 250, max_stocks: int = 80
         "zero_share": float(per["zero"].median()),
         "splits_per_1000": 1000.0 * n_splits / stock_years if stock_years else float("nan"),
     }
+
+
+def forward_labels(adj_close: np.ndarray, horizons: tuple[int, ...]) -> np.ndarray:
+    """[H, T, N] labels y_h(t) = AdjC[t+1+h] / AdjC[t+1] - 1 on the session grid; NaN where unknown."""
+    t_len = len(adj_close)
+    out = np.full((len(horizons), *adj_close.shape), np.nan)
+    for k, h in enumerate(horizons):
+        if t_len > 1 + h:
+            out[k, : t_len - 1 - h] = adj_close[1 + h :] / adj_close[1 : t_len - h] - 1
+    return out
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    return np.argsort(np.argsort(x)).astype(float)
+
+
+def rank_ic(score: np.ndarray, label: np.ndarray, min_stocks: int = 20) -> float:
+    """Mean over dates of the cross-sectional Spearman correlation of score and label [T, N] (NaN = absent)."""
+    ics = []
+    for s, y in zip(score, label, strict=True):
+        ok = ~(np.isnan(s) | np.isnan(y))
+        if ok.sum() >= min_stocks and np.ptp(s[ok]) > 0:
+            ics.append(np.corrcoef(_ranks(s[ok]), _ranks(y[ok]))[0, 1])
+    return float(np.mean(ics)) if ics else float("nan")
+
+
+def fama_macbeth(
+    label: np.ndarray, xs: list[np.ndarray], min_stocks: int = 30
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard error over dates of per-date cross-sectional OLS slopes of label on xs [T, N]."""
+    slopes = []
+    for t in range(len(label)):
+        ok = ~np.isnan(label[t])
+        for x in xs:
+            ok &= ~np.isnan(x[t])
+        if ok.sum() < min_stocks:
+            continue
+        design = np.column_stack([x[t][ok] - x[t][ok].mean() for x in xs])
+        if np.linalg.matrix_rank(design) < len(xs):
+            continue
+        slopes.append(np.linalg.lstsq(design, label[t][ok] - label[t][ok].mean(), rcond=None)[0])
+    b = np.array(slopes)
+    return b.mean(axis=0), b.std(axis=0, ddof=1) / np.sqrt(len(b))

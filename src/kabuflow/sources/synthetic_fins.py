@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from kabuflow import calendar
 from kabuflow.sources.synthetic_universe import Universe
 
 SURPRISE_SCALE = 0.015  # SD of (annualised NP - forecast) as a share of equity
 PAYOUT = 0.35
-CLOSE_CHANGE = np.datetime64("2024-11-05")  # the TSE close moved from 15:00 to 15:30 JST
 # Disclosure times (JST) and their shares: most results come out at or after the close.
 TIMES = ("15:00:00", "15:30:00", "16:00:00", "13:00:00", "13:30:00", "14:00:00", "14:30:00", "12:00:00")
 TIME_P = (0.42, 0.15, 0.05, 0.10, 0.08, 0.06, 0.06, 0.08)
@@ -50,8 +50,9 @@ def schedule(u: Universe, cal: np.ndarray, t0: int, t_len: int, rng: np.random.G
     """Statements of every company: quarter ends, disclosure dates and times, effective sessions.
 
     `cal` is a session array (datetime64[D]) that extends beyond the range; the range is
-    cal[t0 : t0 + t_len]. A disclosure at or after the day's close (15:00, 15:30 from 2024-11-05)
-    becomes public at the next session's close: statements before weekends and holidays included.
+    cal[t0 : t0 + t_len]. The effective session follows kabuflow.calendar (the features' rule): a
+    disclosure at or after the day's close (15:00, 15:30 from 2024-11-05) becomes public at the next
+    session's close, statements before weekends and holidays included.
     """
     start, end = cal[t0], cal[t0 + t_len - 1]
     first_m = (start - HISTORY_DAYS - 130).astype("datetime64[M]")
@@ -71,10 +72,9 @@ def schedule(u: Universe, cal: np.ndarray, t0: int, t_len: int, rng: np.random.G
     keep = idx < t0 + t_len
     stock, q, per_en, fy_st, fy_en, idx = (a[keep] for a in (stock, q, per_en, fy_st, fy_en, idx))
     disc = cal[idx]
-    pick = rng.choice(len(TIMES), len(idx), p=TIME_P)
-    time, secs = np.array(TIMES)[pick], np.array([int(x[:2]) * 3600 + int(x[3:5]) * 60 for x in TIMES])[pick]
-    close = np.where(disc >= CLOSE_CHANGE, 15 * 3600 + 1800, 15 * 3600)
-    eff = idx + (secs >= close) - t0
+    time = np.array(TIMES)[rng.choice(len(TIMES), len(idx), p=TIME_P)]
+    eff_day = calendar.effective_sessions(pl.Series(disc), pl.Series(time)).to_numpy().astype("datetime64[D]")
+    eff = np.searchsorted(cal, eff_day) - t0
     listed = np.where(u.list_start[stock] > 0, eff >= u.list_start[stock], disc >= start - HISTORY_DAYS)
     keep = listed & (eff <= u.list_end[stock])
     out = [a[keep] for a in (stock, q, per_en, fy_st, fy_en, disc, time, eff)]
@@ -153,14 +153,14 @@ def _frame(u: Universe, s: Schedule, r: dict[str, np.ndarray], sh: np.ndarray) -
         "CurFYEn": s.fy_en,
     }
     for pre, np_col, sales in (("", "NP", "Sales"), ("F", "F", "FSales"), ("NxF", "NxF", "NxFSales")):
-        net, sal = np.round(r[np_col], -6), np.round(r[sales], -6)
+        net, sal = np.round(r[np_col], -3), np.round(r[sales], -3)
         cols[f"{pre}Sales"] = sal
-        cols[f"{pre}OP"] = np.round(net * 1.45 + 0.01 * sal, -6)
-        cols[f"{pre}OdP"] = np.round(net * 1.42 + 0.008 * sal, -6)
+        cols[f"{pre}OP"] = np.round(net * 1.45 + 0.01 * sal, -3)
+        cols[f"{pre}OdP"] = np.round(net * 1.42 + 0.008 * sal, -3)
         cols[f"{pre}NP" if pre != "NxF" else "NxFNp"] = net
         cols[f"{pre}EPS"] = np.round(net / sh, 2)
-    cols["TA"] = np.round(r["Eq"] / u.eq_ratio[s.stock], -6)
-    cols["Eq"] = np.round(r["Eq"], -6)
+    cols["TA"] = np.round(r["Eq"] / u.eq_ratio[s.stock], -3)
+    cols["Eq"] = np.round(r["Eq"], -3)
     cols["BPS"] = np.round(r["Eq"] / sh, 2)
     cols["ShOutFY"] = sh
     return pl.DataFrame(cols, nan_to_null=True).sort("Code", "DiscDate", "DiscTime")

@@ -41,11 +41,12 @@ def investor_types(
     first, last = first[ok], last[ok]
     week_ret = index[last] / index[np.maximum(first - 1, 0)] - 1
     keys, rows = [], []
-    for f, l, wr in zip(first, last, week_ret, strict=True):
-        section = np.array([NEW_SECTIONS[m] for m in u.mkt]) if dates[f] >= RESTRUCTURING else u.old_section
-        turnover = np.nansum(value[f : l + 1], axis=0) / 1000.0
+    new_sections = np.array([NEW_SECTIONS[m] for m in u.mkt])
+    for lo, hi, wr in zip(first, last, week_ret, strict=True):
+        section = new_sections if dates[lo] >= RESTRUCTURING else u.old_section
+        turnover = np.nansum(value[lo : hi + 1], axis=0) / 1000.0
         for name in sorted(set(section)):
-            keys.append((l + INVESTOR_PUB_LAG, f, l, name))
+            keys.append((hi + INVESTOR_PUB_LAG, lo, hi, name))
             rows.append(_type_values(float(turnover[section == name].sum()), wr, rng))
     pub, st, en, sec = (np.array(k) for k in zip(*keys, strict=True))
     head = pl.DataFrame({"PubDate": dates[pub], "StDate": dates[st], "EnDate": dates[en], "Section": sec})

@@ -70,7 +70,7 @@ PRIME_SHARE, GROWTH_SHARE = 0.43, 0.15
 SCALE_BUCKETS = (("TOPIX Core30", 30), ("TOPIX Large70", 70), ("TOPIX Mid400", 400), ("TOPIX Small 1", 500))
 
 MKT_VOL = 0.0102  # GARCH long-run daily vol of the market factor in calm regimes (TOPIX: ~1.1 % all in)
-SECTOR_VOL, CLUSTER_VOL = 0.006, 0.011
+SECTOR_VOL, CLUSTER_VOL = 0.006, 0.015
 STYLE_VOL = np.array([0.003, 0.002, 0.003])  # size, value, momentum factor returns
 CLUSTER_SHARE, CLUSTER_SIZE = 0.6, 8
 
@@ -163,10 +163,10 @@ def make_universe(n: int, t: int, rng: np.random.Generator) -> Universe:
     """Draw N companies for a range of T sessions; everything downstream is a function of these."""
     sector = np.repeat(np.arange(len(SECTORS)), _sector_counts(n))
     codes = _codes(sector, rng)
-    log_cap = rng.normal(10.3, 0.75, n)  # log10 yen: median ~20 bn, Toyota-sized at the top
+    log_cap = rng.normal(10.3, 0.75, n)  # log10 yen: median ~20 bn
     start, end = _listing(n, t, rng)
     ipo = start > 0
-    log_cap = log_cap - 0.5 * ipo
+    log_cap = np.maximum(log_cap - 0.5 * ipo, 9.0)  # IPOs are smaller; none below ~1 bn yen
     size = (log_cap - log_cap.mean()) / log_cap.std()
     mkt = _segments(size, ipo.astype(float), rng)
     growth = mkt == "0113"

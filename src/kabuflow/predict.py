@@ -1,0 +1,111 @@
+"""`kabuflow predict`: a trained (or champion) ATFT model ranks every stock for the next session."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from kabuflow import calendar, storage
+from kabuflow.artifacts import write_parquet
+from kabuflow.config import Config
+from kabuflow.normalize import load_panel
+
+# A day is complete when at least this share of the stocks traded over the previous 20 sessions has
+# features on it; a half-loaded day would rank a biased subset of the market.
+MIN_COVERAGE = 0.9
+
+
+class PredictError(ValueError):
+    """A date or model that cannot be scored; the message says why."""
+
+
+def _model_files(model_uri: str, into: Path) -> Path:
+    """A local directory holding model.pt for a train-fold output, a model.pt, or a champion (CURRENT.json)."""
+    if storage.exists(storage.join(model_uri, "CURRENT.json")):
+        pointer = json.loads(storage.read_bytes(storage.join(model_uri, "CURRENT.json")))
+        weights = [f for f in pointer["files"] if f.endswith("model.pt")]
+        if not weights:
+            raise PredictError(f"champion {model_uri} (version {pointer['version']}) holds no model.pt")
+        src = storage.join(model_uri, "versions", pointer["version"], *weights[-1].split("/"))
+    elif model_uri.endswith(".pt"):
+        src = model_uri
+    else:
+        src = storage.join(model_uri, "model.pt")
+    if not storage.exists(src):
+        raise PredictError(f"no model at {src}")
+    return storage.get_file(src, into / "model.pt").parent
+
+
+def _check_day(panel_dir: Path, day: dt.date, lookback: int) -> int:
+    """Index of `day` in the panel, refusing days that are not sessions, absent, or incompletely featured."""
+    if not calendar.is_session(day):
+        raise PredictError(f"{day} is not an XTKS session (next: {calendar.next_session(day)})")
+    p = load_panel(panel_dir)
+    dates = p.meta["dates"]
+    if day.isoformat() not in dates:
+        raise PredictError(f"{day} is not in the panel at {panel_dir} (it covers {dates[0]}..{dates[-1]})")
+    t = dates.index(day.isoformat())
+    if t + 1 < lookback:
+        raise PredictError(f"{day}: the model needs {lookback} sessions of history, the panel has {t + 1}")
+    valid = np.asarray(p.valid[max(0, t - 20) : t + 1])
+    usual = float(np.median(valid[:-1].sum(axis=1))) if len(valid) > 1 else float(valid[-1].sum())
+    have = int(valid[-1].sum())
+    if usual > 0 and have < MIN_COVERAGE * usual:
+        raise PredictError(
+            f"features for {day} are incomplete: {have} stocks have them, against {usual:.0f} on a usual "
+            f"day of the previous 20 sessions (need {MIN_COVERAGE:.0%}); ingest that day's bars first"
+        )
+    return t
+
+
+def _names(raw_dir: Path, day: dt.date) -> pl.DataFrame:
+    master = pl.read_parquet(raw_dir / "equities_master.parquet")
+    # As-of the scoring day; a master snapshot dated later than every bar (the real set) stands for all days.
+    asof = master.filter(pl.col("Date") <= day)
+    asof = asof if asof.height else master
+    return (
+        asof.sort("Date")
+        .group_by("Code")
+        .last()
+        .select(
+            pl.col("Code").alias("code"), pl.col("CoNameEn").alias("name"), pl.col("S33Nm").alias("sector")
+        )
+    )
+
+
+def rank_table(preds: pl.DataFrame, names: pl.DataFrame, by: str) -> pl.DataFrame:
+    """One row per stock: score and quantiles per horizon, ranked by the score at horizon `by` (e.g. "5d")."""
+    wide = preds.with_columns(pl.format("{}d", pl.col("horizon")).alias("h")).pivot(
+        on="h", index="code", values=["score", "q10", "q50", "q90"]
+    )
+    key = f"score_{by}"
+    return (
+        names.join(wide, on="code", how="right")
+        .sort(key, descending=True, nulls_last=True)
+        .with_row_index("rank", offset=1)
+    )
+
+
+def predict(cfg: Config, model_uri: str, date: str, out: str = "", run: str = "runs/local") -> pl.DataFrame:
+    """Score every stock on session `date` with the model at `model_uri`, using the panel/graph/raw of `run`."""
+    from kabuflow.train_predict import load_model, predict_dates
+
+    day = dt.date.fromisoformat(date)
+    run_dir = Path(run)
+    for part in ("panel", "graph", "raw"):
+        if not (run_dir / part).exists():
+            raise PredictError(f"{run_dir / part} is missing: run `kabuflow run --out {run_dir}` first")
+    with tempfile.TemporaryDirectory(prefix="kabuflow-model-") as tmp:
+        model_dir = _model_files(model_uri, Path(tmp))
+        model, _ = load_model(model_dir)
+        _check_day(run_dir / "panel", day, model.cfg.lookback)
+        preds = predict_dates(model_dir, run_dir / "panel", run_dir / "graph", [day])
+    table = rank_table(preds, _names(run_dir / "raw", day), cfg.evaluate.gate_horizon)
+    target = Path(out) if out else run_dir / "predict"
+    write_parquet(target / f"ranking_{day.isoformat()}.parquet", table)
+    return table
