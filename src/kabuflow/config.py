@@ -38,7 +38,7 @@ class SyntheticConfig:
     seed: int = 11  # a draw whose 8 years look like 2016-2024 (seeds differ as decades do)
     # Strength of each planted signal: the SD of its daily expected-return contribution, in units of
     # the stock's residual (non-market) daily volatility; 0 switches it off. These defaults give an
-    # oracle RankIC of ~0.05 at 1d and ~0.10 at 5d (kernels and signs: sources/synthetic_signals.py).
+    # oracle RankIC of ~0.06 at 1d and ~0.10 at 5d (kernels and signs: sources/synthetic_signals.py).
     reversal: float = 0.06
     momentum: float = 0.016
     leadlag: float = 0.06
@@ -72,6 +72,10 @@ class JQuantsConfig:
 @dataclass(frozen=True)
 class FeaturesConfig:
     horizons: tuple[int, ...] = HORIZONS
+    # Feature families to compute, by prefix (ret, vol, tech, liq, mkt, sec, cs, stmt, flow, margin,
+    # flag); empty = every registered family. Later families read earlier ones' columns (sec, cs and
+    # mkt read ret/vol/liq/tech), so keep those when naming a subset.
+    families: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,7 @@ class TrainConfig:
     max_stocks_per_day: int = 0  # 0 = all; subsample a day's cross-section for speed
     days_per_epoch: int = 0  # 0 = every training day; else a fresh random subset of this many each epoch
     days_per_step: int = 1  # days whose mean loss makes one optimizer step (per rank under DDP)
+    val_stride: int = 2  # early stopping scores every val_stride-th validation day (all are predicted)
     rank_temperature: float = 0.1  # soft-rank sigmoid temperature, in cross-sectional std units
     threads: int = 0  # torch/LightGBM CPU threads; 0 = library default (set 1 when folds train side by side)
 

@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import ndtri
+from scipy.stats import rankdata
 
 from kabuflow import telemetry
 from kabuflow.artifacts import atomic_write, read_json, stamp, write_json
@@ -22,7 +23,7 @@ KINDS = ("stock", "market", "flag")
 MAD_SCALE = 1.4826  # MAD of a normal sample × 1.4826 ≈ its standard deviation
 MEAN_AD_SCALE = 1.2533141373155  # sqrt(pi/2): the same for the mean absolute deviation
 ARRAYS = ("X", "Y", "Y_raw", "valid", "R", "sector", "market")
-COLUMN_BATCH = 16  # features normalized per pass: temporaries stay ~16 columns, not the whole frame
+COLUMN_BATCH = 8  # features read and normalized per pass: raw columns never all in RAM
 X_BLOCK_BYTES = 256 * 2**20  # X is assembled this many bytes of dates at a time, never whole in RAM
 
 
@@ -91,8 +92,10 @@ def _check_cfg(c: NormalizeConfig) -> None:
         raise ConfigError("normalize.clip must be > 0 and normalize.min_valid_share in [0, 1]")
 
 
-def _read(features: Path, horizons: tuple[int, ...]) -> tuple[pl.DataFrame, list[dict], list[str]]:
-    """The frame (only the columns used, NaN/inf turned into null), the manifest's features, label names."""
+def _read(features: Path, horizons: tuple[int, ...]) -> tuple[pl.DataFrame, list[dict], list[str], str]:
+    """Keys, labels and R (cleaned), the manifest's features, label names, R's source column.
+
+    Feature columns are checked here but read later, a batch at a time (`_features`)."""
     feats = read_json(features / "manifest.json").get("features")
     if not feats:
         raise SchemaError(f"{features}/manifest.json: no 'features' listed")
@@ -101,8 +104,7 @@ def _read(features: Path, horizons: tuple[int, ...]) -> tuple[pl.DataFrame, list
             raise SchemaError(
                 f"{features}/manifest.json: feature {f.get('name')!r} has kind {f.get('kind')!r}"
             )
-    labels = [f"y_{h}d" for h in horizons]
-    names = [f["name"] for f in feats]
+    labels, names = [f"y_{h}d" for h in horizons], [f["name"] for f in feats]
     have = pl.read_parquet_schema(features / "features.parquet")
     ret = [c for c in ("ret_log_1d", "ret_1d") if c in have]
     if not ret:
@@ -111,25 +113,20 @@ def _read(features: Path, horizons: tuple[int, ...]) -> tuple[pl.DataFrame, list
     missing = [c for c in cols if c not in have]
     if missing:
         raise SchemaError(f"{features}/features.parquet: missing column {missing[0]!r} (manifest or labels)")
-    df = pl.read_parquet(features / "features.parquet", columns=cols)
     spec = {**KEYS, **{n: pl.Float32() for n in names}, **{y: pl.Float64() for y in labels}}
-    check(df, spec, f"{features}/features.parquet")
-    # Features are cleaned inside their own normalization (finite()), one copy instead of two.
-    df = df.with_columns([finite(y).alias(y) for y in labels] + [_log_return(ret[0]).alias("_ret")])
-    df = df.sort("date", "code")
-    if df.select(pl.struct("date", "code").is_duplicated().any()).item():
-        raise SchemaError(f"{features}/features.parquet: duplicate (date, code) rows")
-    return df, feats, labels
+    check(pl.DataFrame(schema=have), spec, f"{features}/features.parquet")
+    df = pl.read_parquet(features / "features.parquet", columns=list(dict.fromkeys([*KEYS, *labels, ret[0]])))
+    return (
+        df.with_columns([finite(y).alias(y) for y in labels] + [_log_return(ret[0]).alias("_ret")]),
+        feats,
+        labels,
+        ret[0],
+    )
 
 
 def finite(name: str) -> pl.Expr:
-    """The column with NaN and +-inf turned into null (missing), as masks expect."""
+    """The column with NaN and +-inf turned into null (missing)."""
     return pl.when(pl.col(name).is_finite()).then(pl.col(name))
-
-
-def _ready(expr: pl.Expr, name: str) -> pl.Expr:
-    """X's final form: masked (null, NaN: no value, no scale, no history) -> 0, Float32."""
-    return pl.when(expr.is_finite()).then(expr).otherwise(0.0).cast(pl.Float32).alias(name)
 
 
 def _log_return(col: str) -> pl.Expr:
@@ -139,27 +136,50 @@ def _log_return(col: str) -> pl.Expr:
     return pl.when(r.is_finite()).then(r)
 
 
-def cs_robust_z(name: str, clip: float) -> pl.Expr:
-    """(x - median) / (1.4826 MAD) over the date's cross-section, clipped; same-date data only.
+def _axes(df: pl.DataFrame) -> tuple[list[dt.date], list[str], np.ndarray, np.ndarray]:
+    """Sorted dates and codes, and each row's date index ti and code index ci (no duplicates)."""
+    dates, codes = df["date"].unique().sort(), df["code"].unique().sort()
+    ti = dates.search_sorted(df["date"]).to_numpy().astype(np.int64)
+    ci = codes.search_sorted(df["code"]).to_numpy().astype(np.int64)
+    key = np.sort(ti * len(codes) + ci)
+    if len(key) and (key[1:] == key[:-1]).any():
+        raise SchemaError("features.parquet: duplicate (date, code) rows")
+    return dates.to_list(), codes.to_list(), ti, ci
+
+
+def nanmedian(a: np.ndarray) -> np.ndarray:
+    """Median over the last axis ignoring NaN (mean of the two middle values), NaN where none.
+
+    One sort per lane: several times faster than np.nanmedian on [T, B, N] blocks.
+    """
+    s = np.sort(a, axis=-1)  # NaN sorts last
+    n = (~np.isnan(a)).sum(-1, keepdims=True)
+    lo = np.take_along_axis(s, np.maximum(n - 1, 0) // 2, -1)
+    hi = np.take_along_axis(s, np.minimum(n // 2, a.shape[-1] - 1), -1)
+    return np.where(n > 0, (lo + hi) / 2, np.nan)[..., 0]
+
+
+def robust_z(x: np.ndarray, clip: float) -> np.ndarray:
+    """(x - median) / (1.4826 MAD) over the last axis (one date's cross-section), clipped; NaN kept.
 
     When more than half the cross-section shares one value the MAD is 0; the scale falls back to the
     mean absolute deviation × sqrt(pi/2) (Iglewicz & Hoaglin), and a constant cross-section maps to 0.
     """
-    x = finite(name).cast(pl.Float64)
-    med = x.median().over("date")
-    dev = (x - med).abs()
-    mad, mean_ad = dev.median().over("date") * MAD_SCALE, dev.mean().over("date") * MEAN_AD_SCALE
-    scale = pl.when(mad > 0).then(mad).otherwise(mean_ad)
-    z = pl.when(scale > 0).then((x - med) / scale).otherwise((x - med) * 0.0)
-    return z.clip(-clip, clip).alias(name)
+    z = x - nanmedian(x)[..., None]
+    dev = np.abs(z)
+    n = (~np.isnan(dev)).sum(-1)
+    mad = nanmedian(dev) * MAD_SCALE
+    mean_ad = np.divide(np.nansum(dev, -1), n, out=np.zeros_like(mad), where=n > 0) * MEAN_AD_SCALE
+    scale = np.where(mad > 0, mad, mean_ad)[..., None]
+    np.divide(z, scale, out=z, where=scale > 0)  # scale 0: constant cross-section, z = x - med = 0 already
+    return np.clip(z, -clip, clip, out=z)
 
 
-def cs_rank_gauss(name: str, clip: float) -> pl.Expr:
-    """Phi^-1((rank - 0.5) / n) over the date's cross-section (average ranks for ties), clipped."""
-    x = finite(name)
-    u = (x.rank("average").over("date") - 0.5) / x.count().over("date")
-    gauss = u.map_batches(lambda s: pl.Series(ndtri(s.to_numpy())), pl.Float64, is_elementwise=True)
-    return gauss.clip(-clip, clip).alias(name)
+def rank_gauss(x: np.ndarray, clip: float) -> np.ndarray:
+    """Phi^-1((rank - 0.5) / n) over the last axis (average ranks for ties, NaN left out), clipped."""
+    n = (~np.isnan(x)).sum(-1, keepdims=True)
+    u = (rankdata(x, axis=-1, nan_policy="omit") - 0.5) / np.maximum(n, 1)
+    return np.clip(ndtri(u), -clip, clip).astype(np.float32)
 
 
 def trailing_z(values: np.ndarray, window: int, min_periods: int, clip: float) -> np.ndarray:
@@ -182,48 +202,50 @@ def trailing_z(values: np.ndarray, window: int, min_periods: int, clip: float) -
     return np.clip(z, -clip, clip)
 
 
-def _market_z(df: pl.DataFrame, names: list[str], c: NormalizeConfig, n_dates: int) -> pl.DataFrame:
-    """Market features: one value per date (the cross-sectional median), scored on past sessions only."""
-    if not names:
-        return df
-    per_date = df.group_by("_t").agg(finite(n).median() for n in names).sort("_t")
-    values = np.full((n_dates, len(names)), np.nan)
-    values[per_date["_t"].to_numpy()] = per_date.select(names).to_numpy().astype(np.float64)
-    z = trailing_z(values, c.market_window, c.market_min_periods, c.clip)[df["_t"].to_numpy()]
-    df = df.with_columns(pl.Series(f"_z_{n}", z[:, j]) for j, n in enumerate(names))
-    # A stock whose own row lacks the value stays masked, as for stock features.
-    ready = [_ready(pl.when(pl.col(n).is_finite()).then(pl.col(f"_z_{n}")), n) for n in names]
-    return df.with_columns(ready).drop(f"_z_{n}" for n in names)
+Blocks = list[tuple[list[int], np.ndarray]]  # (feature indices, values [T, len(indices), N])
 
 
-def _label_z(labels: list[str], clip: float) -> list[pl.Expr]:
-    """Per-date z-score (ddof=1) of each raw label over the valid stocks that have it, clipped."""
-    out = []
-    for y in labels:
-        yv = pl.when(pl.col("_valid")).then(pl.col(y))
-        sd = yv.std().over("date")
-        out.append(
-            pl.when(sd > 0).then(((yv - yv.mean().over("date")) / sd).clip(-clip, clip)).alias(f"_z_{y}")
-        )
-    return out
+def _features(
+    path: Path, feats: list[dict], ti: np.ndarray, ci: np.ndarray, tn: tuple[int, int], c: NormalizeConfig
+) -> tuple[Blocks, np.ndarray]:
+    """Normalized features as dense blocks in X's dtype (0 where masked), and the count of present
+    stock features per stock-day [T, N].
+
+    Each block is [T, B, N]: the statistics of date t reduce over its own row's last axis only (stock),
+    or over dates before t (market). The parquet is read B columns at a time.
+    """
+    blocks: Blocks = []
+    present = np.zeros(tn, np.int32)
+    kinds = {k: [j for j, f in enumerate(feats) if f["kind"] == k] for k in KINDS}
+    for k, cols in kinds.items():
+        for i in range(0, len(cols), COLUMN_BATCH):
+            batch = cols[i : i + COLUMN_BATCH]
+            names = [feats[j]["name"] for j in batch]
+            raw = pl.read_parquet(path, columns=names).select(finite(n).cast(pl.Float32) for n in names)
+            x = np.full((tn[0], len(batch), tn[1]), np.nan, np.float32)
+            x[ti, :, ci] = raw.to_numpy()  # null -> NaN; no row -> NaN
+            if k == "stock":
+                present += np.isfinite(x).sum(1, dtype=np.int32)
+                x = (robust_z if c.method == "robust_z" else rank_gauss)(x, c.clip)
+            elif k == "market":  # one value per date: the cross-sectional median of the rows' copies
+                level = trailing_z(nanmedian(x), c.market_window, c.market_min_periods, c.clip)
+                x = np.where(np.isnan(x), np.nan, level[..., None])
+            blocks.append(
+                (batch, np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0).astype(c.dtype))
+            )
+    return blocks, present
 
 
-def _transform(df: pl.DataFrame, feats: list[dict], labels: list[str], c: NormalizeConfig) -> pl.DataFrame:
-    """Every column computed from same-date rows (stock, labels) or past dates (market): causal."""
-    kind = {k: [f["name"] for f in feats if f["kind"] == k] for k in KINDS}
-    present = [pl.col(n).is_finite().fill_null(False).cast(pl.Int32) for n in kind["stock"]]
-    share = pl.sum_horizontal(present) / len(present) if present else pl.lit(1.0)
-    df = df.with_columns(
-        _t=pl.col("date").rank("dense").cast(pl.Int64) - 1,
-        _c=pl.col("code").rank("dense").cast(pl.Int64) - 1,
-        _valid=share >= c.min_valid_share,
-    )
-    df = df.with_columns(_label_z(labels, c.clip))
-    cs = cs_robust_z if c.method == "robust_z" else cs_rank_gauss
-    exprs = [_ready(cs(n, c.clip), n) for n in kind["stock"]] + [_ready(finite(n), n) for n in kind["flag"]]
-    for i in range(0, len(exprs), COLUMN_BATCH):  # bounded temporaries: a batch of columns at a time
-        df = df.with_columns(exprs[i : i + COLUMN_BATCH])
-    return _market_z(df, kind["market"], c, int(df["_t"].max()) + 1)
+def label_z(y: np.ndarray, valid: np.ndarray, clip: float) -> np.ndarray:
+    """Per-date z-score (ddof=1) of raw labels y [T, N, H] over the valid stocks that have one, clipped;
+    NaN elsewhere. Same-date values only (the labels themselves look ahead by definition)."""
+    yv = np.where(valid[..., None], y, np.nan)
+    n = (~np.isnan(yv)).sum(1, keepdims=True)
+    mean = np.divide(np.nansum(yv, 1, keepdims=True), n, out=np.zeros(n.shape), where=n > 0)
+    var = np.divide(np.nansum((yv - mean) ** 2, 1, keepdims=True), n - 1, out=np.zeros(n.shape), where=n > 1)
+    sd = np.sqrt(var)
+    z = np.divide(yv - mean, sd, out=np.full(yv.shape, np.nan), where=sd > 0)
+    return np.clip(z, -clip, clip).astype(np.float32)
 
 
 def save_npy(path: Path, arr: np.ndarray) -> None:
@@ -236,33 +258,35 @@ def save_npy(path: Path, arr: np.ndarray) -> None:
     atomic_write(path, write)
 
 
-def _dense(df: pl.DataFrame, cols: list[str], shape: tuple[int, ...], fill: Any, dtype: Any) -> np.ndarray:
-    """Scatter the rows' `cols` into a [T, N, ...] array by (date index, code index) in one assignment."""
-    out = np.full(shape, fill, dtype=dtype)
-    values = df.select(cols).to_numpy()
-    out[df["_t"].to_numpy(), df["_c"].to_numpy()] = values if len(shape) == 3 else values[:, 0]
+def _dense(
+    ti: np.ndarray, ci: np.ndarray, values: np.ndarray, shape: tuple[int, ...], fill: Any
+) -> np.ndarray:
+    """Scatter row values into a [T, N, ...] array by (date index, code index) in one assignment."""
+    out = np.full(shape, fill, dtype=values.dtype)
+    out[ti, ci] = values
     return out
 
 
-def _write_x(path: Path, df: pl.DataFrame, names: list[str], t: int, n: int, dtype: str) -> None:
-    """X [T, N, F] written into an .npy memmap a block of dates at a time (rows are date-sorted)."""
-    step = max(1, X_BLOCK_BYTES // max(1, n * len(names) * np.dtype(dtype).itemsize))
-    ti = df["_t"].to_numpy()
+def _write_x(path: Path, blocks: Blocks, shape: tuple[int, int, int], dtype: str) -> None:
+    """X [T, N, F] as .npy, written sequentially a block of dates at a time (never whole in RAM twice)."""
+    t, n, f = shape
+    step = max(1, X_BLOCK_BYTES // max(1, n * f * np.dtype(dtype).itemsize))
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
 
     def write(tmp: Path) -> None:
-        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(t, n, len(names)))
-        for t0 in range(0, t, step):
-            r0, r1 = np.searchsorted(ti, [t0, t0 + step])
-            mm[t0 : t0 + step] = _dense(
-                df[r0:r1].with_columns(pl.col("_t") - t0), names, (min(step, t - t0), n, len(names)), 0, dtype
-            )
-        mm.flush()
-        del mm
+        buf = np.empty((step, n, f), dtype)
+        with open(tmp, "wb") as fh:
+            np.lib.format.write_array_header_1_0(fh, header)
+            for t0 in range(0, t, step):
+                dense = buf[: min(step, t - t0)]
+                for cols, block in blocks:
+                    dense[:, :, cols] = block[t0 : t0 + step].transpose(0, 2, 1)
+                dense.tofile(fh)
 
     atomic_write(path, write)
 
 
-def _codes_index(df: pl.DataFrame, col: str) -> tuple[pl.DataFrame, list[str]]:
+def _codes_index(df: pl.DataFrame, col: str) -> tuple[np.ndarray, list[str]]:
     """As-of categorical (sector, market) as int16 indices into its value list; -1 unknown.
 
     The list is ordered by first appearance (then name), so a value first seen after D appends to it
@@ -270,8 +294,8 @@ def _codes_index(df: pl.DataFrame, col: str) -> tuple[pl.DataFrame, list[str]]:
     """
     seen = df.filter(pl.col(col).str.len_chars() > 0).group_by(col).agg(pl.col("date").min())
     values = seen.sort("date", col)[col].to_list()
-    idx = pl.col(col).replace_strict(values, list(range(len(values))), default=-1, return_dtype=pl.Int16)
-    return df.with_columns(idx.alias(f"_{col}")), values
+    idx = df[col].replace_strict(values, list(range(len(values))), default=-1, return_dtype=pl.Int16)
+    return idx.to_numpy(), values
 
 
 def normalize(cfg: Config, features: str | Path, out: str | Path) -> dict[str, Any]:
@@ -280,23 +304,26 @@ def normalize(cfg: Config, features: str | Path, out: str | Path) -> dict[str, A
     _check_cfg(c)
     features, out = Path(features), Path(out)
     with telemetry.stage("normalize") as rec:
-        df, feats, labels = _read(features, cfg.features.horizons)
+        df, feats, labels, ret = _read(features, cfg.features.horizons)
         rec.rows_in = df.height
-        df = _transform(df, feats, labels, c)
-        df, sectors = _codes_index(df, "s33")
-        df, markets = _codes_index(df, "mkt")
-        dates = df["date"].unique().sort().to_list()
-        codes = df["code"].unique().sort().to_list()
+        dates, codes, ti, ci = _axes(df)
         t, n, names = len(dates), len(codes), [f["name"] for f in feats]
-        _write_x(out / "X.npy", df, names, t, n, c.dtype)
-        h = (t, n, len(labels))
-        save_npy(out / "Y.npy", _dense(df, [f"_z_{y}" for y in labels], h, np.nan, np.float32))
-        save_npy(out / "Y_raw.npy", _dense(df, labels, h, np.nan, np.float32))
-        valid = _dense(df, ["_valid"], (t, n), False, bool)
+        blocks, present = _features(features / "features.parquet", feats, ti, ci, (t, n), c)
+        _write_x(out / "X.npy", blocks, (t, n, len(names)), c.dtype)
+        del blocks
+        n_stock = max(1, sum(f["kind"] == "stock" for f in feats))
+        valid = _dense(ti, ci, np.ones(len(ti), bool), (t, n), False) & (
+            present >= c.min_valid_share * n_stock
+        )
         save_npy(out / "valid.npy", valid)
-        save_npy(out / "R.npy", _dense(df, ["_ret"], (t, n), np.nan, np.float32))
-        save_npy(out / "sector.npy", _dense(df, ["_s33"], (t, n), -1, np.int16))
-        save_npy(out / "market.npy", _dense(df, ["_mkt"], (t, n), -1, np.int16))
+        y_raw = _dense(ti, ci, df.select(labels).to_numpy().astype(np.float32), (t, n, len(labels)), np.nan)
+        save_npy(out / "Y.npy", label_z(y_raw, valid, c.clip))
+        save_npy(out / "Y_raw.npy", y_raw)
+        save_npy(out / "R.npy", _dense(ti, ci, df["_ret"].to_numpy().astype(np.float32), (t, n), np.nan))
+        sector, sectors = _codes_index(df, "s33")
+        market, markets = _codes_index(df, "mkt")
+        save_npy(out / "sector.npy", _dense(ti, ci, sector, (t, n), -1))
+        save_npy(out / "market.npy", _dense(ti, ci, market, (t, n), -1))
         meta = {
             "dates": [d.isoformat() for d in dates],
             "codes": codes,
@@ -306,17 +333,12 @@ def normalize(cfg: Config, features: str | Path, out: str | Path) -> dict[str, A
             "sectors": sectors,
             "markets": markets,
             "dtype": c.dtype,
-            "return_source": "ret_log_1d" if "ret_log_1d" in df.columns else "log1p(ret_1d)",
+            "return_source": "ret_log_1d" if ret == "ret_log_1d" else "log1p(ret_1d)",
             "market_stats": f"trailing {c.market_window} sessions strictly before t",
         }
         write_json(out / "meta.json", {**meta, **stamp(cfg)})
         rec.rows_out = int(valid.sum())
-        manifest = {
-            "shape": {"T": t, "N": n, "F": len(names), "H": len(labels)},
-            "rows": df.height,
-            "valid_stock_days": rec.rows_out,
-            **meta,
-            **stamp(cfg, stage="normalize"),
-        }
-        write_json(out / "manifest.json", manifest)
-    return manifest
+        shape = {"T": t, "N": n, "F": len(names), "H": len(labels)}
+        manifest = {"shape": shape, "rows": df.height, "valid_stock_days": rec.rows_out, **meta}
+        write_json(out / "manifest.json", {**manifest, **stamp(cfg, stage="normalize")})
+    return {**manifest, **stamp(cfg, stage="normalize")}

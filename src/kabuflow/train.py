@@ -45,17 +45,16 @@ def _train_atft(
 ) -> tuple[pl.DataFrame | None, dict]:
     """Fit on the fold's train dates (val early-stops), then score val and test; rank 0 writes model.pt.
 
-    The fit sees a DayData that ends at the last validation date, so test dates are not even in memory
-    while weights change; a second DayData up to the test end exists only for scoring.
+    The fit gets a view of the data that ends at the last validation date (DayData.upto), so no test
+    date is reachable while weights change; the full data is used only for scoring afterwards.
     """
     rank, world, device = _dist_env(resolve_device(cfg.train.device))
     deterministic(device)
     g = as_graph(graph) if cfg.model.use_graph else None
     t0 = time.perf_counter()
-    fit_data = DayData(panel, g, int(days["val"][-1]), device)
-    res = fit_atft(cfg, fit_data, days, out / CHECKPOINT, fold=k, rank=rank, world=world)
+    data = DayData(panel, g, int(days["test"][-1]), device)
+    res = fit_atft(cfg, data.upto(int(days["val"][-1])), days, out / CHECKPOINT, fold=k, rank=rank, world=world)
     fit_seconds = time.perf_counter() - t0
-    del fit_data
     info = {
         "best_epoch": res.best_epoch,
         "val_score": res.best_score,
@@ -72,7 +71,6 @@ def _train_atft(
     }
     if rank != 0:
         return None, info
-    data = DayData(panel, g, int(days["test"][-1]), device)
     quantiles = tuple(cfg.model.quantiles)
     tables = [
         prediction_table(

@@ -24,10 +24,10 @@ from kabuflow.model.losses import (
     horizon_weights,
     long_short_return,
     masked_standardize,
-    rank_ic,
     sharpe_loss,
 )
 from kabuflow.train_data import DayData, day_seed
+from kabuflow.train_predict import val_rank_ic
 
 EpochHook = Callable[[int, float], None]
 
@@ -74,7 +74,7 @@ def epoch_days(train_days: np.ndarray, seed: int, epoch: int, per_epoch: int, gr
     return order[: len(order) // group * group]
 
 
-def _schedule(opt: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+def lr_schedule(opt: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warmup then cosine decay to 0 over `total` steps (warmup capped at a quarter of them)."""
     warmup = max(1, min(warmup, total // 4))
 
@@ -131,7 +131,7 @@ def _allreduce_grads(model: torch.nn.Module, world: int) -> None:
         offset += p.numel()
 
 
-def _train_epoch(
+def train_epoch(
     fwd: Any,
     model: ATFTGATFAN,
     opt: Any,
@@ -164,28 +164,6 @@ def _train_epoch(
     return float(total) / max(1, len(mine) // dps), n_seen
 
 
-@torch.no_grad()
-def val_rank_ic(
-    model: ATFTGATFAN, data: DayData, days: np.ndarray, w: torch.Tensor, bf16: bool = False
-) -> tuple[float, list[float]]:
-    """Early-stopping metric: mean daily Spearman of the median score vs the raw label, per horizon, and
-    their horizon-weighted mean (train.horizon_weights: one number that leans on 5d but uses all)."""
-    model.eval()
-    mid, per_day = tuple(model.cfg.quantiles).index(0.5), []
-    for t in days:
-        idx = data.stocks(int(t))
-        b = data.day(int(t), model.cfg.lookback, idx)
-        with torch.autocast(
-            data.device.type, dtype=torch.bfloat16, enabled=bf16 and data.device.type == "cuda"
-        ):
-            q, _ = model(b.x, b.edge_index, b.edge_attr)
-        y = data.Y_raw[int(t), idx].float()  # [n, H]
-        per_day.append(rank_ic(q.float()[..., mid], torch.nan_to_num(y), ~torch.isnan(y)))
-    per_h = torch.stack(per_day).nanmean(0)  # [H]
-    score = float(torch.nansum(per_h * w))
-    return score, [float(v) for v in per_h]
-
-
 def _save(path: Path, model: ATFTGATFAN, opt: Any, sched: Any, st: FitState, fingerprint: str) -> None:
     """Atomic checkpoint: a killed run leaves the previous epoch's file intact."""
     blob = {
@@ -200,20 +178,30 @@ def _save(path: Path, model: ATFTGATFAN, opt: Any, sched: Any, st: FitState, fin
     atomic_write(path, lambda p: torch.save(blob, p))
 
 
-def _load(
-    path: Path, model: ATFTGATFAN, opt: Any, sched: Any, fingerprint: str, device: torch.device
+def _resume(
+    ckpt: Path | None, model: ATFTGATFAN, opt: Any, sched: Any, fingerprint: str, rank: int, world: int
 ) -> FitState:
-    blob = torch.load(path, map_location=device, weights_only=True)
-    if blob["fingerprint"] != fingerprint:
-        raise RuntimeError(
-            f"checkpoint {path} was written by a different config/fold; delete it to start over"
-        )
+    """Restore from rank 0's checkpoint, if it has one; under DDP rank 0 sends it to every rank, so nodes
+    that do not share rank 0's disk resume from the same state."""
+    blob = None
+    if rank == 0 and ckpt is not None and ckpt.exists():
+        blob = torch.load(ckpt, map_location="cpu", weights_only=True)
+        if blob["fingerprint"] != fingerprint:
+            raise RuntimeError(
+                f"checkpoint {ckpt} was written by a different config/fold; delete it to start over"
+            )
+    if world > 1:
+        box = [blob]
+        dist.broadcast_object_list(box, src=0)
+        blob = box[0]
+    if blob is None:
+        return FitState()
     model.load_state_dict(blob["model"])
     opt.load_state_dict(blob["optimizer"])
     sched.load_state_dict(blob["scheduler"])
-    torch.set_rng_state(blob["rng_torch"].cpu())
+    torch.set_rng_state(blob["rng_torch"])
     if blob["rng_cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in blob["rng_cuda"]])
+        torch.cuda.set_rng_state_all(blob["rng_cuda"])
     return FitState(**{k: blob[k] for k in FitState.__dataclass_fields__})
 
 
@@ -230,6 +218,40 @@ def _end_epoch(st: FitState, score: float, model: ATFTGATFAN, patience: int) -> 
         st.bad_epochs += 1
     st.epoch += 1
     st.stopped = patience > 0 and st.bad_epochs >= patience
+
+
+def _build(
+    cfg: Config, data: DayData, days: dict[str, np.ndarray], fold: int, world: int
+) -> tuple[ATFTGATFAN, Any, Any]:
+    """Model (same initial weights on every rank), AdamW and the warmup + cosine schedule."""
+    tc = cfg.train
+    for key in ("epochs", "days_per_step", "val_stride"):
+        if getattr(tc, key) < 1:
+            raise ValueError(f"train.{key} must be >= 1, got {getattr(tc, key)}")
+    torch.manual_seed(tc.seed)
+    model = ATFTGATFAN(cfg.model, data.X.shape[2], data.Y.shape[2]).to(data.device)
+    if world > 1:
+        for p in model.parameters():
+            dist.broadcast(p.data, 0)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, foreach=True)
+    group = tc.days_per_step * world
+    steps = len(epoch_days(days["train"], tc.seed, 0, tc.days_per_epoch, group)) // group
+    if steps == 0:
+        raise ValueError(f"fold {fold}: {len(days['train'])} training days, fewer than one step of {group}")
+    return model, opt, lr_schedule(opt, tc.warmup_steps, steps * tc.epochs)
+
+
+def _validate(
+    model: ATFTGATFAN, data: DayData, days: np.ndarray, w: torch.Tensor, cfg: Config, world: int
+) -> tuple[float, list[float]]:
+    """Validation RankIC on every val_stride-th validation day (all of them are predicted at the end);
+    under DDP rank 0's number for everyone, so the ranks never disagree on stopping."""
+    score, per_h = val_rank_ic(model, data, days[:: cfg.train.val_stride], w, cfg.train.bf16)
+    if world > 1:
+        buf = torch.tensor([score], device=data.device)
+        dist.broadcast(buf, 0)
+        score = float(buf)
+    return score, per_h
 
 
 def fit_atft(
@@ -251,55 +273,24 @@ def fit_atft(
     `on_epoch_end(epoch, val_score)` runs after the checkpoint (Optuna pruning; tests simulate a kill).
     """
     tc = cfg.train
-    torch.manual_seed(tc.seed)
-    model = ATFTGATFAN(cfg.model, data.X.shape[2], data.Y.shape[2]).to(data.device)
-    if world > 1:
-        for p in model.parameters():
-            dist.broadcast(p.data, 0)
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    group = tc.days_per_step * world
-    steps = len(epoch_days(days["train"], tc.seed, 0, tc.days_per_epoch, group)) // group
-    if steps == 0:
-        raise ValueError(f"fold {fold}: {len(days['train'])} training days, fewer than one step of {group}")
-    sched = _schedule(opt, tc.warmup_steps, steps * tc.epochs)
+    model, opt, sched = _build(cfg, data, days, fold, world)
     fingerprint = repr((cfg.model, tc, fold, len(days["train"]), len(days["val"]), world))
-    st = _load(ckpt, model, opt, sched, fingerprint, data.device) if ckpt and ckpt.exists() else FitState()
+    st = _resume(ckpt, model, opt, sched, fingerprint, rank, world)
     resumed_from = st.epoch
     fwd = torch.compile(model, dynamic=True) if tc.compile else model
     w = horizon_weights(tc.horizon_weights, data.Y.shape[2], data.device)
     while st.epoch < tc.epochs and not st.stopped:
         t0 = time.perf_counter()
-        loss, n_seen = _train_epoch(
-            fwd, model, opt, sched, data, days["train"], cfg, st.epoch, w, rank, world
-        )
+        loss, n_seen = train_epoch(fwd, model, opt, sched, data, days["train"], cfg, st.epoch, w, rank, world)
         speed = n_seen * world / (time.perf_counter() - t0)
-        score, per_h = val_rank_ic(model, data, days["val"], w, tc.bf16)
-        if world > 1:  # rank 0's verdict for everyone, so the ranks never disagree on stopping
-            buf = torch.tensor([score], device=data.device)
-            dist.broadcast(buf, 0)
-            score = float(buf)
-        st.history.append(
-            {
-                "epoch": st.epoch,
-                "train_loss": loss,
-                "val_rank_ic": score,
-                "val_rank_ic_h": per_h,
-                "stock_days_per_s": speed,
-                "seconds": time.perf_counter() - t0,
-            }
-        )
+        score, per_h = _validate(model, data, days["val"], w, cfg, world)
+        row = {"epoch": st.epoch, "train_loss": loss, "val_rank_ic": score, "stock_days_per_s": speed}
+        st.history.append({**row, "val_rank_ic_h": per_h, "seconds": time.perf_counter() - t0})
         _end_epoch(st, score, model, tc.patience)
-        if rank == 0 and ckpt is not None:
-            _save(ckpt, model, opt, sched, st, fingerprint)
-            telemetry.record_epoch(
-                "atft",
-                fold,
-                epoch=st.epoch - 1,
-                train_loss=loss,
-                val_rank_ic=score,
-                stock_days_per_s=speed,
-                gpu_mem_bytes=_gpu_mem(data.device),
-            )
+        if rank == 0:
+            if ckpt is not None:
+                _save(ckpt, model, opt, sched, st, fingerprint)
+            telemetry.record_epoch("atft", fold, **row, gpu_mem_bytes=_gpu_mem(data.device))
         if world > 1:
             dist.barrier()
         if on_epoch_end is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,19 @@ class DayData:
                 torch.from_numpy(np.array(graph.edge_attr[:e_end])).to(device).float(),  # [E', 3]
                 np.asarray(graph.offsets[: t_end + 2]),
             )
+
+    def upto(self, t_end: int) -> DayData:
+        """A view holding dates <= t_end only (no copy): what a fit may see, cut from the full data."""
+        assert t_end <= self.t_end, f"cannot extend {self.t_end} to {t_end}"
+        view = copy.copy(self)
+        view.t_end = t_end
+        view.X, view.Y, view.Y_raw = self.X[: t_end + 1], self.Y[: t_end + 1], self.Y_raw[: t_end + 1]
+        view.valid = self.valid[: t_end + 1]
+        if self.graph is not None:
+            ei, ea, off = self.graph
+            e_end = int(off[t_end + 1])
+            view.graph = (ei[:, :e_end], ea[:e_end], off[: t_end + 2])
+        return view
 
     def stocks(self, t: int, max_stocks: int = 0, gen: torch.Generator | None = None) -> Tensor:
         """Valid stocks of day t, optionally a random subset of at most max_stocks (sorted)."""

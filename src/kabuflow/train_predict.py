@@ -12,6 +12,7 @@ import torch
 
 from kabuflow import schema
 from kabuflow.model.atft_gat_fan import ATFTGATFAN, model_config_from_dict
+from kabuflow.model.losses import rank_ic
 from kabuflow.normalize import Panel
 from kabuflow.train_data import DayData, Graph, as_graph, as_panel
 
@@ -114,6 +115,28 @@ def predict_days(
         }
     q_all = np.concatenate(qs)  # [R, H, Q]
     return {"t": np.concatenate(ts), "s": np.concatenate(ss), "score": q_all[..., mid], "q": q_all}
+
+
+@torch.no_grad()
+def val_rank_ic(
+    model: ATFTGATFAN, data: DayData, days: np.ndarray, w: torch.Tensor, bf16: bool = False
+) -> tuple[float, list[float]]:
+    """Early-stopping metric: mean daily Spearman of the median score vs the raw label, per horizon, and
+    their horizon-weighted mean (train.horizon_weights: one number that leans on 5d but uses all)."""
+    model.eval()
+    mid, per_day = tuple(model.cfg.quantiles).index(0.5), []
+    for t in days:
+        idx = data.stocks(int(t))
+        b = data.day(int(t), model.cfg.lookback, idx)
+        with torch.autocast(
+            data.device.type, dtype=torch.bfloat16, enabled=bf16 and data.device.type == "cuda"
+        ):
+            q, _ = model(b.x, b.edge_index, b.edge_attr)
+        y = data.Y_raw[int(t), idx].float()  # [n, H]
+        per_day.append(rank_ic(q.float()[..., mid], torch.nan_to_num(y), ~torch.isnan(y)))
+    per_h = torch.stack(per_day).nanmean(0)  # [H]
+    score = float(torch.nansum(per_h * w))
+    return score, [float(v) for v in per_h]
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[ATFTGATFAN, dict[str, Any]]:

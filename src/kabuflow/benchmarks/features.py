@@ -1,10 +1,9 @@
-"""Features benchmark: the Polars stage against a straightforward pandas groupby-rolling reference, side by side.
+"""Features benchmark: the Polars stage against a straightforward pandas groupby-rolling reference, side by side."""
 
-The pandas reference computes every family that runs on bars + master alone (returns, volatility,
-technical, liquidity, market proxy, sector, cross-section, flags) and the labels — all but the
-statements, flows and margin families, which the real set cannot exercise. Each side runs in its own
-subprocess so that peak RSS (ru_maxrss) is its own; the parent checks that the two agree.
-"""
+# The pandas reference computes every family that runs on bars + master alone (returns, volatility,
+# technical, liquidity, market proxy, sector, cross-section, flags) and the labels — all but the
+# statements, flows and margin families, which the real set cannot exercise. Each side runs in its own
+# subprocess so that peak RSS (ru_maxrss) is its own; the parent checks that the two agree.
 
 from __future__ import annotations
 

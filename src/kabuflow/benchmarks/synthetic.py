@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import resource
 import time
 from pathlib import Path
@@ -39,12 +40,18 @@ def generate(s: Any) -> tuple[dict[str, Any], syn.Market, dict[str, pl.DataFrame
     return figures, m, tables
 
 
-def side_by_side(synthetic: dict[str, float], real: dict[str, float] | None) -> str:
+def _json_safe(facts: dict[str, float]) -> dict[str, float | None]:
+    """NaN (a fact the data cannot give, e.g. splits without AdjFactor) as null: strict JSON."""
+    return {k: None if math.isnan(v) else v for k, v in facts.items()}
+
+
+def side_by_side(synthetic: dict[str, float | None], real: dict[str, float | None] | None) -> str:
     """A small text table of the stylized facts: synthetic next to real."""
     lines = [f"{'fact':<16}{'synthetic':>12}{'jpx-2463':>12}"]
     for key, value in synthetic.items():
-        other = f"{real[key]:12.4f}" if real and key in real else f"{'-':>12}"
-        lines.append(f"{key:<16}{value:12.4f}{other}")
+        other = real.get(key) if real else None
+        right = f"{other:12.4f}" if other is not None else f"{'-':>12}"
+        lines.append(f"{key:<16}{value if value is not None else float('nan'):12.4f}{right}")
     return "\n".join(lines)
 
 
@@ -54,11 +61,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     syn.simulate(dataclasses.replace(s, n_stocks=50, end="2017-12-29"))  # warm the calendar and imports
     default, m, tables = generate(s)
     out: dict[str, Any] = {"default": default, "oracle_rank_ic": syn.oracle_rank_ic(m)}
-    out["facts_synthetic"] = stylized_facts(tables["equities_bars_daily"])
+    out["facts_synthetic"] = _json_safe(stylized_facts(tables["equities_bars_daily"]))
     data = getattr(args, "data", None)
     real_path = Path(data) / "equities_bars_daily.parquet" if data else None
     if real_path is not None and real_path.exists():
-        out["facts_jpx_2463"] = stylized_facts(pl.read_parquet(real_path))
+        out["facts_jpx_2463"] = _json_safe(stylized_facts(pl.read_parquet(real_path)))
     else:
         out["facts_jpx_2463"] = "skipped: ../shared/data/jpx-2463 not present"
     real = out["facts_jpx_2463"] if isinstance(out["facts_jpx_2463"], dict) else None

@@ -14,8 +14,9 @@ from kabuflow.config import Config, load
 from kabuflow.model.atft_gat_fan import ATFTGATFAN, n_params
 from kabuflow.model.losses import horizon_weights
 from kabuflow.normalize import Panel
-from kabuflow.train_atft import _schedule, _train_epoch, val_rank_ic
+from kabuflow.train_atft import lr_schedule, train_epoch
 from kabuflow.train_data import DayData, Graph
+from kabuflow.train_predict import val_rank_ic
 
 N_FEATURES = 100  # the synthetic market's order of magnitude
 EDGES_PER_NODE = 20
@@ -61,16 +62,16 @@ def measure(cfg: Config, n_stocks: int, n_days: int, device: torch.device) -> di
     model = ATFTGATFAN(cfg.model, N_FEATURES, 4).to(device)
     fwd = torch.compile(model, dynamic=True) if cfg.train.compile else model
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
-    sched = _schedule(opt, 10, 10_000)
+    sched = lr_schedule(opt, 10, 10_000)
     w = horizon_weights(cfg.train.horizon_weights, 4, device)
     days = np.arange(cfg.model.lookback, cfg.model.lookback + n_days)
     c = cfg.with_overrides(["train.days_per_epoch=0"])
-    _train_epoch(fwd, model, opt, sched, data, days[: max(2, n_days // 4)], c, 0, w, 0, 1)  # warm-up/compile
+    train_epoch(fwd, model, opt, sched, data, days[: max(2, n_days // 4)], c, 0, w, 0, 1)  # warm-up/compile
     _sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t0, c0 = time.perf_counter(), time.process_time()
-    _, seen = _train_epoch(fwd, model, opt, sched, data, days, c, 1, w, 0, 1)
+    _, seen = train_epoch(fwd, model, opt, sched, data, days, c, 1, w, 0, 1)
     _sync(device)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     t1 = time.perf_counter()

@@ -1,9 +1,8 @@
-"""Expression helpers: `ts_*` run over a stock's own rows (`.over` its code), `cs_*` over one date (`.over("date")`).
+"""Expression helpers: `ts_*` run over a stock's own rows (`.over` its code), `cs_*` over one date."""
 
-Every time-series helper looks backwards only (shift by a positive n, trailing rolling windows,
-recursive EMAs), so a value at row t is a function of rows ≤ t of the same stock. Rows are sorted by
-(code, date) before any of these run; windows count the stock's own bars.
-"""
+# Every time-series helper looks backwards only (shift by a positive n, trailing rolling windows,
+# recursive EMAs), so a value at row t is a function of rows ≤ t of the same stock. Rows are sorted by
+# (code, date) before any of these run; windows count the stock's own bars.
 
 from __future__ import annotations
 

@@ -63,7 +63,7 @@ def bars_frame(bars: pl.DataFrame, cal: pl.DataFrame) -> tuple[pl.DataFrame, dic
     )
     on_cal = df.join(cal.lazy().select("date", "sess"), on="date", how="inner", maintain_order="left")
     priced = pl.all_horizontal((pl.col(k) > 0).fill_null(False) for k in ("o", "h", "l", "c"))
-    out = on_cal.filter(priced).collect()
+    out = on_cal.filter(priced).collect().rechunk()
     if not _sorted_unique(out):
         out = out.sort("code", "date")
         if not _sorted_unique(out):
@@ -120,4 +120,4 @@ def attach_master(frame: pl.DataFrame, master: pl.DataFrame) -> tuple[pl.DataFra
         info = {"mode": "as_of", "note": "s33/mkt from the latest master row dated on or before each date"}
     # `dsec`: one integer per (date, S33), null where the sector is unknown: the sec_ helpers' partition.
     dsec = pl.col("date").to_physical().cast(pl.Int64) * 1024 + pl.col("sid")
-    return out.with_columns(dsec=dsec).drop("sid"), info
+    return out.with_columns(dsec=dsec).drop("sid").rechunk(), info

@@ -1,9 +1,8 @@
-"""Weekly investor flows family (`flow_*`, market-level, from equities_investor_types).
+"""Weekly investor flows family (`flow_*`, market-level, from equities_investor_types)."""
 
-Each weekly row counts from the session after its PubDate: the figures are published after the close,
-so the first session that can trade on them is the next one. Per publication we keep the broadest
-section of that week (largest total value traded), so the series does not jump between sections.
-"""
+# Each weekly row counts from the session after its PubDate: the figures are published after the close,
+# so the first session that can trade on them is the next one. Per publication we keep the broadest
+# section of that week (largest total value traded), so the series does not jump between sections.
 
 from __future__ import annotations
 

@@ -1,9 +1,8 @@
-"""Labels y_h(t) = AdjC[t+1+h] / AdjC[t+1] - 1, located by XTKS session position, never by row offset.
+"""Labels y_h(t) = AdjC[t+1+h] / AdjC[t+1] - 1, located by XTKS session position, never by row offset."""
 
-The signal is formed after the close of t and traded at the close of t+1, so the label window starts
-at session t+1. A stock with no bar at session t+1 or t+1+h (halted, delisted, or past the data's
-end) gets a null label: counting rows instead would stretch the window over the gap.
-"""
+# The signal is formed after the close of t and traded at the close of t+1, so the label window starts
+# at session t+1. A stock with no bar at session t+1 or t+1+h (halted, delisted, or past the data's
+# end) gets a null label: counting rows instead would stretch the window over the gap.
 
 from __future__ import annotations
 

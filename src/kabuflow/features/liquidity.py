@@ -1,9 +1,8 @@
-"""Range and liquidity family (`liq_*`): bar range, close location, volume ratios, turnover, Amihud.
+"""Range and liquidity family (`liq_*`): bar range, close location, volume ratios, turnover, Amihud."""
 
-Volumes are AdjVo (ratios only, so a later split cancels). Turnover is the yen value traded (Va; where
-it is null, AdjC × AdjVo, which equals C × Vo because a split scales price and volume inversely), so
-it is a level that no split moves.
-"""
+# Volumes are AdjVo (ratios only, so a later split cancels). Turnover is the yen value traded (Va; where
+# it is null, AdjC × AdjVo, which equals C × Vo because a split scales price and volume inversely), so
+# it is a level that no split moves.
 
 from __future__ import annotations
 

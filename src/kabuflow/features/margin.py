@@ -1,10 +1,8 @@
-"""Margin family (`margin_*`, per code, from markets_margin_interest): long/short balance ratio, weekly
-changes, a 52-week z-score and the balances in days of volume.
+"""Margin family (`margin_*`, per code, from markets_margin_interest): balance ratios, changes, z-scores."""
 
-Each row counts from the session after its PubDate. Old rows without a PubDate are assumed published
-MARGIN_PUBLICATION_LAG (2) sessions after their record date and count from the session after that.
-Weekly statistics run in publication order, so a row never sees one published after it.
-"""
+# Each row counts from the session after its PubDate. Old rows without a PubDate are assumed published
+# MARGIN_PUBLICATION_LAG (2) sessions after their record date and count from the session after that.
+# Weekly statistics run in publication order, so a row never sees one published after it.
 
 from __future__ import annotations
 

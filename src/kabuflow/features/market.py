@@ -1,9 +1,7 @@
-"""Market family (`mkt_*`): market return, volatility, trend and drawdown (kind `market`), and the stock's
-beta, alpha, relative strength and idiosyncratic volatility against it (kind `stock`).
+"""Market family (`mkt_*`): market return, vol, trend, drawdown; the stock's beta, alpha, RS, idio vol."""
 
-The market is TOPIX when `indices_bars_daily_topix` is present, else an equal-weight proxy: the mean
-of the stocks' 1-day returns on each date (only stocks trading that day, so nothing after the date).
-"""
+# The market is TOPIX when `indices_bars_daily_topix` is present, else an equal-weight proxy: the mean
+# of the stocks' 1-day returns on each date (only stocks trading that day, so nothing after the date).
 
 from __future__ import annotations
 

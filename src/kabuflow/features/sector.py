@@ -1,8 +1,7 @@
-"""Sector family (`sec_*`): 33-sector returns and momentum, stock minus sector, in-sector z-scores and ranks.
+"""Sector family (`sec_*`): 33-sector returns and momentum, stock minus sector, in-sector z-scores and ranks."""
 
-Sectors are the as-of master's S33 on each date (see stage.py for the snapshot caveat); every statistic
-is over the stocks trading on that date only.
-"""
+# Sectors are the as-of master's S33 on each date (see stage.py for the snapshot caveat); every statistic
+# is over the stocks trading on that date only.
 
 from __future__ import annotations
 
@@ -44,4 +43,4 @@ def features() -> list[Feature]:
     return [Feature(e) for e in exprs]
 
 
-FAMILY = Family("sec", features)
+FAMILY = Family("sec", features, group_by="dsec")

@@ -42,6 +42,8 @@ class Family:
     `requires` lists raw tables beyond the bars; when one is absent the family is left out of the
     output (never zero-filled) and the manifest says why. `attach` joins the family's point-in-time
     inputs onto the base frame before the expressions run; `drop` names helper columns it added.
+    `group_by`: the expressions only group by this column (`date` for `cs_*`, `dsec` for `sec_*`),
+    so they run on a copy of the columns they read sorted by it: contiguous groups are ~3x cheaper.
     """
 
     name: str
@@ -49,3 +51,4 @@ class Family:
     requires: tuple[str, ...] = ()
     attach: Attach | None = None
     drop: tuple[str, ...] = field(default_factory=tuple)
+    group_by: str | None = None

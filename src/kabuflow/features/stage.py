@@ -11,7 +11,7 @@ from kabuflow import artifacts, schema, telemetry
 from kabuflow.config import Config
 from kabuflow.features import base
 from kabuflow.features.labels import labels
-from kabuflow.features.registry import FEATURES
+from kabuflow.features.registry import FEATURES, families
 from kabuflow.features.spec import Family
 
 KEYS = ("date", "code", "s33", "mkt")
@@ -25,9 +25,8 @@ def compute(
 ) -> tuple[pl.DataFrame, list[dict[str, str]], list[dict[str, str]], dict[str, Any]]:
     """Run each family whose tables are present; return the frame, its feature catalogue, absences, notes.
 
-    Each family's expressions run in one lazy `with_columns`, so shared sub-expressions (the same
-    rolling mean used twice) are computed once; results are cast to Float32 straight away to keep
-    peak memory down.
+    Each family's expressions run in one lazy query, so shared sub-expressions (the same rolling mean
+    used twice) are computed once; results are cast to Float32 straight away to keep peak memory down.
     """
     catalogue, absent, notes = [], [], {}
     for fam in fams:
@@ -39,9 +38,34 @@ def compute(
             frame, notes[fam.name] = fam.attach(frame, tables, cal)
         feats = fam.features()
         exprs = [f.expr.cast(pl.Float32) for f in feats]
-        frame = frame.lazy().with_columns(exprs).drop(fam.drop, strict=False).collect()
+        frame = _by_code(frame, exprs) if fam.group_by is None else _grouped(frame, exprs, fam.group_by)
+        frame = frame.drop(fam.drop, strict=False)
         catalogue += [{"name": f.name, "family": fam.name, "kind": f.kind} for f in feats]
     return frame, catalogue, absent, notes
+
+
+def _by_code(frame: pl.DataFrame, exprs: list[pl.Expr]) -> pl.DataFrame:
+    """Add the columns on the (code, date)-sorted frame. Only the new columns go through the engine
+    (it would re-split every existing column into morsels) and they are kept in one chunk each."""
+    new = frame.lazy().select(exprs).collect().rechunk()
+    return frame.drop(c for c in new.columns if c in frame.columns).hstack(
+        new
+    )  # joined inputs recast in place
+
+
+def _grouped(frame: pl.DataFrame, exprs: list[pl.Expr], key: str) -> pl.DataFrame:
+    """Add columns whose expressions only group by `key`: computed on a copy of the columns they read,
+    sorted by `key`, then put back in the frame's order.
+
+    The sort is stable (rows of a group stay in code order), so sums within a group add up in the same
+    order on every run; flagging `key` as sorted lets `.over(key)` take contiguous slices.
+    """
+    needed = sorted({c for e in exprs for c in e.meta.root_names()} | {key})
+    perm = frame.select(pl.arg_sort_by(key, maintain_order=True)).to_series()
+    view = frame.select(needed).select(pl.all().gather(perm)).with_columns(pl.col(key).set_sorted())
+    out = view.lazy().select(exprs).collect(engine="in-memory")  # in-memory: ~2x the streaming engine here
+    out = out.select(pl.all().gather(perm.arg_sort()))
+    return frame.drop(c for c in out.columns if c in frame.columns).hstack(out)
 
 
 def build(
@@ -77,7 +101,8 @@ def features(cfg: Config, raw: str | Path, out: str | Path) -> dict[str, Any]:
     with telemetry.stage("features") as rec:
         tables = base.read_raw(raw)
         rec.rows_in = tables[base.BARS].height
-        frame, info = build(tables, tuple(cfg.features.horizons))
+        fams = families(tuple(cfg.features.families) or None)
+        frame, info = build(tables, tuple(cfg.features.horizons), fams)
         check_output(frame, info)
         write_features(Path(out) / "features.parquet", frame)
         manifest = {**info, **artifacts.stamp(cfg, stage="features")}

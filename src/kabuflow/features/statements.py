@@ -1,10 +1,8 @@
-"""Statements family (`stmt_*`, from fins_summary): growth, margins, ROE/ROA, progress against forecast,
-forecast revisions, earnings surprise, valuation yields and days since disclosure.
+"""Statements family (`stmt_*`, from fins_summary): growth, margins, ROE/ROA, progress, revisions, surprise."""
 
-Point in time: a disclosure counts from the session whose close follows it (before the close on a
-session → that session; at/after the close or on a holiday → the next one); the stock frame picks up
-the latest disclosure by an as-of join on that effective session, so nothing disclosed later exists yet.
-"""
+# Point in time: a disclosure counts from the session whose close follows it (before the close on a
+# session → that session; at/after the close or on a holiday → the next one); the stock frame picks up
+# the latest disclosure by an as-of join on that effective session, so nothing disclosed later exists yet.
 
 from __future__ import annotations
 

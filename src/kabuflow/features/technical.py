@@ -1,8 +1,7 @@
-"""Technical family (`tech_*`): moving-average gaps and ratios, RSI, MACD, Bollinger, ATR, stochastic, ADX.
+"""Technical family (`tech_*`): moving-average gaps and ratios, RSI, MACD, Bollinger, ATR, stochastic, ADX."""
 
-Everything is a ratio to the current Adj price or bounded in [0, 1]: a level in yen of an Adj series
-would move when a split happens later, which is the future leaking into the past.
-"""
+# Everything is a ratio to the current Adj price or bounded in [0, 1]: a level in yen of an Adj series
+# would move when a split happens later, which is the future leaking into the past.
 
 from __future__ import annotations
 

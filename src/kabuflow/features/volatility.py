@@ -1,5 +1,6 @@
-"""Volatility family (`vol_*`): close-to-close, range-based (Parkinson, Garman–Klass, Rogers–Satchell,
-Yang–Zhang), downside and vol-of-vol, all from Adj prices in log terms (split-free), daily units."""
+"""Volatility family (`vol_*`): close-to-close, Parkinson, Garman–Klass, Rogers–Satchell, Yang–Zhang, vol of vol."""
+
+# All from Adj prices in log terms (a split cancels), in daily units (not annualised).
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ from kabuflow.sources import synthetic_signals as signals
 from kabuflow.sources import synthetic_tables as tables
 from kabuflow.sources.synthetic_universe import Universe, make_universe
 
-MIN_STOCKS, MAX_STOCKS, MIN_SESSIONS = 20, 20_000, 130
+MIN_STOCKS, MAX_STOCKS, MIN_SESSIONS = 20, 8_000, 130  # 8,000: room for unique 4-digit codes
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,10 @@ def _sessions(start: str, end: str) -> tuple[np.ndarray, int, int]:
     """XTKS sessions from ~8 months before `start` to ~2 months after `end`, and the range's slice."""
     lo = dt.date.fromisoformat(start) - dt.timedelta(days=250)
     hi = dt.date.fromisoformat(end) + dt.timedelta(days=60)
-    s = np.array(calendar.sessions(lo, hi), dtype="datetime64[D]")
+    try:
+        s = np.array(calendar.sessions(lo, hi), dtype="datetime64[D]")
+    except ValueError as err:
+        raise ConfigError(f"synthetic.start..end {start}..{end}: {err}") from None
     t0 = int(np.searchsorted(s, np.datetime64(start)))
     t1 = int(np.searchsorted(s, np.datetime64(end), side="right"))
     if t1 - t0 < MIN_SESSIONS:
@@ -93,8 +96,11 @@ def _rng(seed: int, stream: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, stream])))
 
 
-def simulate(s: SyntheticConfig, perturb_from: int | None = None, keep_parts: bool = False) -> Market:
-    """Generate the market. `perturb_from`: redraw every daily shock from that session on (tests).
+def simulate(
+    s: SyntheticConfig, perturb_from: int | None = None, variant: int = 1, keep_parts: bool = False
+) -> Market:
+    """Generate the market. `perturb_from`: redraw every daily shock from that session on, from
+    alternative stream `variant` (tests: no look-ahead, Monte Carlo of the oracle).
 
     Static choices (companies, statement and halt schedules, split decisions' dice) come from their
     own streams; everything that happens on a day comes from that day's stream (market.day_rng).
@@ -105,7 +111,7 @@ def simulate(s: SyntheticConfig, perturb_from: int | None = None, keep_parts: bo
     sched = fins.schedule(u, cal, t0, t_len, _rng(s.seed, 2))
     bar = market.listed_mask(u, t_len, market.halts(u, t_len, _rng(s.seed, 3)))
     ann = fins.announcements(sched, t_len, u.n) & bar
-    shocks = market.draw_shocks(u, ann, s.seed, perturb_from)
+    shocks = market.draw_shocks(u, ann, s.seed, perturb_from, variant)
     x = signals.impulses(u, shocks, ann, bar)
     strength = {name: getattr(s, name) for name in signals.SIGNALS}
     mu, oracle, parts = signals.expected_returns(u, x, strength, keep_parts)

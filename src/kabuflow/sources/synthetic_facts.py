@@ -99,7 +99,8 @@ def stylized_facts(bars: pl.DataFrame, min_days: int = 250, max_stocks: int = 80
     autocorrelation of |r| (volatility clustering); `corr`: mean pairwise correlation (median over
     years); `mkt_vol`, `mkt_acf_abs`: daily std and lag-1 autocorrelation of |r| of the equal-weight
     market return; `dispersion`: median over dates of the cross-sectional std; `zero_share`: median
-    share of zero-return days; `splits_per_1000`: ex-dates per 1,000 stock-years.
+    share of zero-return days; `splits_per_1000`: ex-dates per 1,000 stock-years, NaN without any
+    AdjFactor other than 1 (pre-adjusted data such as jpx-2463 carry no factors to count).
     """
     rets = daily_returns(bars)
     per = _per_stock(rets, min_days)
@@ -118,7 +119,7 @@ def stylized_facts(bars: pl.DataFrame, min_days: int = 250, max_stocks: int = 80
         "mkt_acf_abs": float(np.corrcoef(ew_abs[1:], ew_abs[:-1])[0, 1]),
         "dispersion": float(disp.median()),
         "zero_share": float(per["zero"].median()),
-        "splits_per_1000": 1000.0 * n_splits / stock_years if stock_years else float("nan"),
+        "splits_per_1000": 1000.0 * n_splits / stock_years if n_splits else float("nan"),
     }
 
 
@@ -147,9 +148,10 @@ def rank_ic(score: np.ndarray, label: np.ndarray, min_stocks: int = 20) -> float
 
 
 def fama_macbeth(
-    label: np.ndarray, xs: list[np.ndarray], min_stocks: int = 30
+    label: np.ndarray, xs: list[np.ndarray], lags: int = 0, min_stocks: int = 30
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard error over dates of per-date cross-sectional OLS slopes of label on xs [T, N]."""
+    """Mean over dates of per-date cross-sectional OLS slopes of label on xs [T, N], and its standard
+    error, Newey-West with `lags` (overlapping labels and persistent signals make slopes autocorrelated)."""
     slopes = []
     for t in range(len(label)):
         ok = ~np.isnan(label[t])
@@ -162,4 +164,8 @@ def fama_macbeth(
             continue
         slopes.append(np.linalg.lstsq(design, label[t][ok] - label[t][ok].mean(), rcond=None)[0])
     b = np.array(slopes)
-    return b.mean(axis=0), b.std(axis=0, ddof=1) / np.sqrt(len(b))
+    d = b - b.mean(axis=0)
+    var = (d * d).mean(axis=0)
+    for lag in range(1, lags + 1):
+        var += 2 * (1 - lag / (lags + 1)) * (d[lag:] * d[:-lag]).sum(axis=0) / len(d)
+    return b.mean(axis=0), np.sqrt(var / len(d))

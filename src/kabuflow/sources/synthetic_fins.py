@@ -73,8 +73,11 @@ def schedule(u: Universe, cal: np.ndarray, t0: int, t_len: int, rng: np.random.G
     stock, q, per_en, fy_st, fy_en, idx = (a[keep] for a in (stock, q, per_en, fy_st, fy_en, idx))
     disc = cal[idx]
     time = np.array(TIMES)[rng.choice(len(TIMES), len(idx), p=TIME_P)]
-    eff_day = calendar.effective_sessions(pl.Series(disc), pl.Series(time)).to_numpy().astype("datetime64[D]")
-    eff = np.searchsorted(cal, eff_day) - t0
+    when = pl.DataFrame({"d": disc, "t": time})
+    pairs = when.unique(maintain_order=True)  # the calendar parses each (date, time) pair once
+    pairs = pairs.with_columns(eff=calendar.effective_sessions(pairs["d"], pairs["t"]))
+    eff_day = when.join(pairs, on=["d", "t"], how="left", maintain_order="left")["eff"]
+    eff = np.searchsorted(cal, eff_day.to_numpy().astype("datetime64[D]")) - t0
     listed = np.where(u.list_start[stock] > 0, eff >= u.list_start[stock], disc >= start - HISTORY_DAYS)
     keep = listed & (eff <= u.list_end[stock])
     out = [a[keep] for a in (stock, q, per_en, fy_st, fy_en, disc, time, eff)]

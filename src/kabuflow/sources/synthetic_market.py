@@ -9,8 +9,8 @@ from scipy.signal import lfilter
 
 from kabuflow.sources.synthetic_universe import CLUSTER_VOL, MKT_VOL, SECTOR_VOL, SECTORS, STYLE_VOL, Universe
 
-# Market factor: GARCH(1,1) with Student-t(5) shocks and a two-state Markov regime (calm / turbulent,
-# turbulence roughly once a year for about six weeks, doubling volatility).
+# Market factor: GARCH(1,1) with Student-t(5) shocks and a two-state Markov regime (calm / turbulent:
+# a turbulent spell every ~1.3 years on average, lasting ~6 weeks, with 2.5x the volatility).
 MKT_GARCH = (0.12, 0.86)
 P_CALM_TO_TURB, P_TURB_TO_CALM, TURB_MULT = 0.003, 0.03, 2.5
 MKT_DRIFT = 0.0002  # expected daily market return, in the oracle through each stock's beta
@@ -20,14 +20,17 @@ MAX_VOL_MULT = 5.0  # conditional vols stay below 5x their long-run level
 # Idiosyncratic news jumps: ~2.5 a year, 4 residual vols on average (they make the fat tails).
 JUMP_RATE, JUMP_SIZE = 0.01, 4.0
 IDIO_MKT_SHARE = 0.7  # share of idiosyncratic variance that scales with market volatility
-# A slow log-volatility level per stock (AR(1), half-life ~5 months, SD ~0.3): months of calm or stress.
+# A slow log-variance level per stock (AR(1), half-life ~7 months, SD 0.6): months of calm or stress.
 SLOW_VOL_AR, SLOW_VOL_SD = 0.995, 0.6
 MOM_STYLE_WINDOW = 120
 # Statement day: the price reacts to the surprise (REACT residual vols per SD) and volume jumps.
 REACT, ANN_VOLUME = 1.2, 0.8
 # Log volume: AR(1) liquidity state, response to the day's |residual move| and to market volatility,
-# the attention shock nu (the volume-shock signal's impulse) and idiosyncratic noise.
-VOL_AR, VOL_AR_SD, VOL_ABS, VOL_MKT, VOL_NU, VOL_NOISE = 0.9, 0.12, 0.35, 0.5, 0.5, 0.2
+# attention and idiosyncratic noise. Attention is a unit-variance AR(1) driven by the shocks nu; the
+# volume-shock signal spreads each nu over later returns with the same decay, so the expected return
+# it adds is proportional to yesterday's attention, which volume shows.
+VOL_AR, VOL_AR_SD, VOL_ABS, VOL_MKT, VOL_NU, VOL_NOISE = 0.9, 0.1, 0.3, 0.5, 0.6, 0.2
+ATTENTION_AR = 0.93
 
 
 @dataclass(frozen=True)
@@ -40,18 +43,19 @@ class Shocks:
     vol_state: np.ndarray  # [T] market volatility relative to its calm long-run level
     sigma: np.ndarray  # conditional daily vol of the idiosyncratic part
     log_volume: np.ndarray  # log shares traded, in first-bar share units
-    nu: np.ndarray  # attention shock (N(0,1)): raises volume today, returns over the next days
+    nu: np.ndarray  # attention shock (N(0,1)): raises volume and expected returns, both decaying
     z: np.ndarray  # statement surprise draw (used where a statement becomes public)
     w: np.ndarray  # forecast revision noise
     intraday: np.ndarray  # [3, T, N] N(0,1) draws for open, high and low
 
 
-def day_rng(seed: int, t: int, perturb_from: int | None) -> np.random.Generator:
+def day_rng(seed: int, t: int, perturb_from: int | None, variant: int = 1) -> np.random.Generator:
     """The generator for session t: one stream per day, so draws after a date can be swapped alone.
 
-    `perturb_from` replaces the streams of every session >= it (the no-look-ahead test's lever).
+    `perturb_from` replaces the streams of every session >= it by alternative `variant` (>= 1) ones:
+    the lever of the no-look-ahead test and of Monte Carlo checks of the oracle.
     """
-    tag = 1 if perturb_from is not None and t >= perturb_from else 0
+    tag = variant if perturb_from is not None and t >= perturb_from else 0
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 0x5EED, t, tag])))
 
 
@@ -64,7 +68,9 @@ def _t(rng: np.random.Generator, df: float, size: int | tuple[int, ...]) -> np.n
 NORMALS = ("nu", "z", "w", "open", "high", "low", "vol_ar", "vol_noise", "jump", "slow")
 
 
-def _draws(n: int, n_factors: int, t_len: int, seed: int, perturb_from: int | None) -> dict[str, np.ndarray]:
+def _draws(
+    n: int, n_factors: int, t_len: int, seed: int, perturb_from: int | None, variant: int
+) -> dict[str, np.ndarray]:
     """Every random number of every session, each session from its own stream (day_rng)."""
     out = {
         "regime": np.empty(t_len),
@@ -72,15 +78,15 @@ def _draws(n: int, n_factors: int, t_len: int, seed: int, perturb_from: int | No
         "factors": np.empty((t_len, n_factors)),
         "xi": np.empty((t_len, n), np.float32),
         "jump_u": np.empty((t_len, n), np.float32),
-        "normal": np.empty((len(NORMALS), t_len, n), np.float32),
+        "normal": np.empty((t_len, len(NORMALS), n), np.float32),
     }
     for t in range(t_len):
-        rng = day_rng(seed, t, perturb_from)
+        rng = day_rng(seed, t, perturb_from, variant)
         out["regime"][t], out["mkt"][t] = rng.random(), _t(rng, FACTOR_DF, 1)[0]
         out["factors"][t] = _t(rng, FACTOR_DF, n_factors)
         out["xi"][t] = _t(rng, IDIO_DF, n)
-        out["jump_u"][t] = rng.random(n)
-        out["normal"][:, t] = rng.standard_normal((len(NORMALS), n))
+        out["jump_u"][t] = rng.random(n, dtype=np.float32)
+        out["normal"][t] = rng.standard_normal((len(NORMALS), n), dtype=np.float32)
     return out
 
 
@@ -121,12 +127,14 @@ def _momentum_exposure(resid: np.ndarray) -> np.ndarray:
     return np.where(sd > 0, (past - past.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1.0), 0.0)
 
 
-def draw_shocks(u: Universe, ann: np.ndarray, seed: int, perturb_from: int | None = None) -> Shocks:
+def draw_shocks(
+    u: Universe, ann: np.ndarray, seed: int, perturb_from: int | None = None, variant: int = 1
+) -> Shocks:
     """All shocks of T sessions; `ann` [T, N] marks the sessions a statement surprise goes public."""
     t_len, n = ann.shape
     n_cl = max(1, int(u.cluster.max()) + 1)
-    d = _draws(n, len(SECTORS) + n_cl + 3, t_len, seed, perturb_from)
-    g = dict(zip(NORMALS, d["normal"], strict=True))
+    d = _draws(n, len(SECTORS) + n_cl + 3, t_len, seed, perturb_from, variant)
+    g = {name: d["normal"][:, k] for k, name in enumerate(NORMALS)}
     m, vs = _market(d["regime"], d["mkt"])
     sig = _idio_vol(u, d["xi"], g["slow"], vs)
     f = d["factors"] * vs[:, None]
@@ -147,7 +155,8 @@ def draw_shocks(u: Universe, ann: np.ndarray, seed: int, perturb_from: int | Non
     log_volume = (
         np.log(u.turnover * u.shares0) + ar + VOL_ABS * (abs_move - 0.8) + VOL_MKT * np.log(vs)[:, None]
     )
-    log_volume += VOL_NU * g["nu"] + ANN_VOLUME * ann + VOL_NOISE * g["vol_noise"]
+    attention = lfilter([np.sqrt(1 - ATTENTION_AR**2)], [1.0, -ATTENTION_AR], g["nu"], axis=0)
+    log_volume += VOL_NU * attention + ANN_VOLUME * ann + VOL_NOISE * g["vol_noise"]
     f32 = np.float32
     return Shocks(
         e=u.beta * m[:, None] + resid,

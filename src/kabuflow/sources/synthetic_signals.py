@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import lfilter
 
-from kabuflow.sources.synthetic_market import MKT_DRIFT, Shocks
+from kabuflow.sources.synthetic_market import ATTENTION_AR, MKT_DRIFT, Shocks
 from kabuflow.sources.synthetic_universe import CLUSTER_VOL, Universe
 
 HORIZONS = (1, 5, 10, 20)
@@ -30,7 +30,7 @@ KERNELS: dict[str, tuple[float, str, tuple[float, ...]]] = {
     "momentum": (1.0, "window", (21, 120)),  # the residual return of months -6..-1 persists
     "leadlag": (1.0, "geometric", (0.9,)),  # peers' move today diffuses into the stock over ~2 weeks
     "pead": (1.0, "geometric", (0.96,)),  # drift after a statement surprise, half-life ~17 sessions
-    "volume_shock": (1.0, "geometric", (0.93,)),  # attention (abnormal volume) earns a premium
+    "volume_shock": (1.0, "geometric", (ATTENTION_AR,)),  # attention (abnormal volume) earns a premium
     "vol_interaction": (-1.0, "geometric", (0.9,)),  # volatile stocks reverse, calm ones continue
 }
 STATEMENT_SHARE = 4 / 245  # share of stock-days that carry a statement (PEAD impulse active)
@@ -96,38 +96,50 @@ def _shift(a: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def _geometric(x: np.ndarray, rho: float, active: float) -> tuple[np.ndarray, list[np.ndarray]]:
+Terms = list[tuple[float, np.ndarray]]  # sum of coefficient * array: how a kernel's sums are returned
+
+
+def _geometric(x: np.ndarray, rho: float, active: float) -> tuple[Terms, list[Terms]]:
     """Daily expected-return kernel sum and oracle sums for k(L) = c * rho^(L-1), L >= 1."""
     c = np.sqrt((1 - rho**2) / active)
     y = lfilter([1.0], [1.0, -rho], x, axis=0)  # y[t] = sum_m rho^m x[t - m]
-    return c * _shift(y, 1), [c * rho * (1 - rho**h) / (1 - rho) * y for h in HORIZONS]
+    return [(c, _shift(y, 1))], [[(c * rho * (1 - rho**h) / (1 - rho), y)] for h in HORIZONS]
 
 
-def _window(x: np.ndarray, a: int, b: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The same for a flat kernel over lags a..b (a > max horizon: all of it is known at t)."""
+def _window(x: np.ndarray, a: int, b: int) -> tuple[Terms, list[Terms]]:
+    """The same for a flat kernel over lags a..b (a > max horizon: all of it is known at t).
+
+    With S the running sum of x and C the running sum of S, day t+1+d gets w * (S[t+1+d-a] - S[t+d-b]),
+    so the label window's sum is w * (C[t+1+h-a] - C[t+1-a] - C[t+h-b] + C[t-b]).
+    """
     assert a > max(HORIZONS), "a momentum window must start after the longest label window"
-    w = 1.0 / np.sqrt(b - a + 1)
-    s = np.vstack([np.zeros((b + 1, x.shape[1])), np.cumsum(x, axis=0)])  # s[b + 1 + j] = S[j]
-    t_len = len(x)
+    w, t_len, pad = 1.0 / np.sqrt(b - a + 1), len(x), np.zeros((b + 1, x.shape[1]))
+    s = np.vstack([pad, np.cumsum(x, axis=0)])  # s[b + 1 + j] = S[j], zeros before
+    c = np.vstack([pad, np.cumsum(s[b + 1 :], axis=0)])
 
-    def lag(k: int) -> np.ndarray:  # S[t - k] for every t
-        return s[b + 1 - k : b + 1 - k + t_len]
+    def lag(arr: np.ndarray, k: int) -> np.ndarray:  # arr[t - k] for every t
+        return arr[b + 1 - k : b + 1 - k + t_len]
 
-    acc, orc = np.zeros_like(x), []
-    for d in range(1, max(HORIZONS) + 1):
-        acc += lag(a - 1 - d)  # S[t+1+d-a] - S[t+d-b]: the lags of day t+1+d known at t
-        acc -= lag(b - d)
-        if d in HORIZONS:
-            orc.append(w * acc)
-    return w * (lag(a) - lag(b + 1)), orc
+    orc = [
+        [(w, lag(c, a - 1 - h)), (-w, lag(c, a - 1)), (-w, lag(c, b - h)), (w, lag(c, b))] for h in HORIZONS
+    ]
+    return [(w, lag(s, a)), (-w, lag(s, b + 1))], orc
 
 
-def apply_kernel(name: str, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """(mu [T, N], oracle per horizon [T, N]) of one signal at unit strength, in residual-vol units."""
-    sign, kind, par = KERNELS[name]
+def apply_kernel(name: str, x: np.ndarray) -> tuple[Terms, list[Terms]]:
+    """Terms of mu [T, N] and of the oracle per horizon for one signal at unit strength, in residual-vol
+    units and without the sign."""
+    _, kind, par = KERNELS[name]
     active = STATEMENT_SHARE if name == "pead" else 1.0
-    mu, orc = _geometric(x, par[0], active) if kind == "geometric" else _window(x, int(par[0]), int(par[1]))
-    return sign * mu, [sign * o for o in orc]
+    return _geometric(x, par[0], active) if kind == "geometric" else _window(x, int(par[0]), int(par[1]))
+
+
+def _combine(terms: Terms, scale: np.ndarray) -> np.ndarray:
+    """sum of coefficient * array, times a per-stock scale."""
+    out = terms[0][1] * (terms[0][0] * scale)
+    for coef, arr in terms[1:]:
+        out += arr * (coef * scale)
+    return out
 
 
 def expected_returns(
@@ -139,12 +151,15 @@ def expected_returns(
     for name in SIGNALS:
         if strength[name] == 0 and not keep:
             continue
-        m, orc = apply_kernel(name, x[name])
-        mu += strength[name] * u.resid_vol * m
+        mu_terms, orc_terms = apply_kernel(name, x[name])
+        unit = KERNELS[name][0] * u.resid_vol
+        mu += _combine(mu_terms, strength[name] * unit)
         if keep:
-            parts[name] = np.stack(orc) * u.resid_vol
-        for k, o in enumerate(orc):
-            oracle[k] += strength[name] * u.resid_vol * o
+            parts[name] = np.stack([_combine(terms, unit) for terms in orc_terms])
+            oracle += strength[name] * parts[name]
+        else:
+            for k, terms in enumerate(orc_terms):
+                oracle[k] += _combine(terms, strength[name] * unit)
     for k, h in enumerate(HORIZONS):
         oracle[k] += h * MKT_DRIFT * u.beta
     return mu, oracle, parts

@@ -100,7 +100,6 @@ class Universe:
     disc_lag: np.ndarray  # typical days from quarter end to disclosure
     pbr: np.ndarray
     roe: np.ndarray
-    margin: np.ndarray  # net margin: sales = net profit / margin
     eq_ratio: np.ndarray  # equity / total assets
     iss_type: np.ndarray  # str margin issue type: "2" loan-eligible, "1" margin only
     long_ratio: np.ndarray  # long margin balance / shares outstanding
@@ -127,7 +126,9 @@ def _codes(sector: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     step = 8600 / n
     base = 1300 + np.floor(np.arange(n) * step).astype(int)
     jitter = np.floor(rng.random(n) * max(1.0, step - 1)).astype(int)
-    return np.array([f"{c}0" for c in base + jitter])
+    codes = base + jitter
+    assert step >= 1 and (np.diff(codes) > 0).all() and codes[-1] <= 9999, "codes must be unique 4-digit"
+    return np.array([f"{c}0" for c in codes])
 
 
 def _clusters(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -159,6 +160,31 @@ def _segments(size: np.ndarray, ipo: np.ndarray, rng: np.random.Generator) -> np
     return mkt
 
 
+def _risk(size: np.ndarray, growth: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Factor loadings and volatilities: the total daily vol is ~2.1 % at the median, higher for small
+    and Growth stocks; the idiosyncratic part is what the market, sector, cluster and styles leave."""
+    n = len(size)
+    beta = np.clip(rng.normal(1.0 + 0.1 * size, 0.25), 0.2, 1.8)
+    sector_load = rng.uniform(0.7, 1.3, n)
+    cluster = _clusters(n, rng)
+    cluster_load = np.where(cluster >= 0, rng.uniform(0.8, 1.2, n), 0.0)
+    style = np.column_stack([-size, rng.normal(0, 1, n)])  # size (small minus big), value
+    total = 0.021 * np.exp(-0.17 * size + 0.25 * growth + rng.normal(0, 0.22, n))
+    common = (
+        (SECTOR_VOL * sector_load) ** 2 + (CLUSTER_VOL * cluster_load) ** 2 + style**2 @ STYLE_VOL[:2] ** 2
+    )
+    idio = np.sqrt(np.maximum(total**2 - (beta * MKT_VOL) ** 2 - common, (0.4 * total) ** 2))
+    return {
+        "beta": beta,
+        "sector_load": sector_load,
+        "cluster": cluster,
+        "cluster_load": cluster_load,
+        "style": style,
+        "idio_vol": idio,
+        "resid_vol": np.sqrt(idio**2 + common + STYLE_VOL[2] ** 2),
+    }
+
+
 def make_universe(n: int, t: int, rng: np.random.Generator) -> Universe:
     """Draw N companies for a range of T sessions; everything downstream is a function of these."""
     sector = np.repeat(np.arange(len(SECTORS)), _sector_counts(n))
@@ -171,43 +197,24 @@ def make_universe(n: int, t: int, rng: np.random.Generator) -> Universe:
     mkt = _segments(size, ipo.astype(float), rng)
     growth = mkt == "0113"
     price0 = 10 ** (3.05 + 0.15 * size + rng.normal(0, 0.4, n))
-    beta = np.clip(rng.normal(1.0 + 0.1 * size, 0.25), 0.2, 1.8)
-    sector_load = rng.uniform(0.7, 1.3, n)
-    cluster = _clusters(n, rng)
-    cluster_load = np.where(cluster >= 0, rng.uniform(0.8, 1.2, n), 0.0)
-    value = rng.normal(0, 1, n)
-    style = np.column_stack([-size, value])
-    total = 0.021 * np.exp(-0.17 * size + 0.25 * growth + rng.normal(0, 0.22, n))
-    common = (
-        (SECTOR_VOL * sector_load) ** 2 + (CLUSTER_VOL * cluster_load) ** 2 + style**2 @ STYLE_VOL[:2] ** 2
-    )
-    idio = np.sqrt(np.maximum(total**2 - (beta * MKT_VOL) ** 2 - common, (0.4 * total) ** 2))
-    resid = np.sqrt(idio**2 + common + STYLE_VOL[2] ** 2)
+    risk = _risk(size, growth, rng)
     months = rng.choice([3, 12, 9, 6, 2, 5, 8, 11], n, p=[0.68, 0.13, 0.05, 0.04, 0.03, 0.03, 0.02, 0.02])
-    rank = np.argsort(np.argsort(-log_cap))
     return Universe(
         codes=codes,
         sector=sector,
         mkt=mkt,
         old_section=_old_sections(mkt, rng),
-        topix500=rank < 500 * n / 3800,
+        topix500=np.argsort(np.argsort(-log_cap)) < 500 * n / 3800,
         list_start=start,
         list_end=end,
         price0=price0,
         shares0=np.round(10**log_cap / price0, -2),
-        beta=beta,
-        sector_load=sector_load,
-        cluster=cluster,
-        cluster_load=cluster_load,
-        style=style,
-        idio_vol=idio,
-        resid_vol=resid,
+        **risk,
         turnover=0.003 * np.exp(-0.2 * size + 0.4 * growth + rng.normal(0, 0.5, n)),
         fy_end_month=months,
         disc_lag=rng.integers(28, 44, n),
         pbr=np.exp(rng.normal(0.1 - 0.15 * growth, 0.5, n)) + 0.5 * growth,
         roe=rng.normal(0.08, 0.05, n),
-        margin=rng.uniform(0.02, 0.12, n),
         eq_ratio=rng.uniform(0.25, 0.7, n),
         iss_type=np.where((mkt == "0111") & (rng.random(n) < 0.85) | (rng.random(n) < 0.3), "2", "1"),
         long_ratio=0.01 * np.exp(-0.3 * size + rng.normal(0, 0.6, n)),
