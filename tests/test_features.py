@@ -216,3 +216,20 @@ def tiny_master(m: dict[str, pl.DataFrame]) -> pl.DataFrame:
 
     codes = m["equities_bars_daily"]["Code"].unique().sort().to_list()
     return master([(dt.date(2025, 3, 1), c, ["0050", "3050"][i % 2], "0111") for i, c in enumerate(codes)])
+
+
+def test_masked_windows_equal_windows_over_each_code():
+    """The ts_ helpers run whole-column windows masked by position; that is exactly `.over("code")`."""
+    from kabuflow.features import base
+    from kabuflow.features._ops import C, lag, ts_max, ts_std
+
+    t = random_market(n_codes=5, n_sessions=50, seed=9)
+    cal = base.calendar_for(t)
+    frame = base.bars_frame(t["equities_bars_daily"], cal)[0]
+    got = frame.select(a=lag(C, 3), b=ts_std(C.log(), 7), c=ts_max(ts_std(C, 5), 10))
+    want = frame.select(
+        a=C.shift(3).over("code"),
+        b=C.log().rolling_std(7, min_samples=7).over("code"),
+        c=C.rolling_std(5, min_samples=5).rolling_max(10, min_samples=10).over("code"),
+    )
+    assert got.equals(want) and got["c"].null_count() < got.height

@@ -93,9 +93,8 @@ def _check_cfg(c: NormalizeConfig) -> None:
 
 
 def _read(features: Path, horizons: tuple[int, ...]) -> tuple[pl.DataFrame, list[dict], list[str], str]:
-    """Keys, labels and R (cleaned), the manifest's features, label names, R's source column.
-
-    Feature columns are checked here but read later, a batch at a time (`_features`)."""
+    """Keys, labels and R (cleaned), the manifest's features, label names, R's source column
+    (ret_log_1d, else ret_1d). Feature columns are checked here, read later a batch at a time."""
     feats = read_json(features / "manifest.json").get("features")
     if not feats:
         raise SchemaError(f"{features}/manifest.json: no 'features' listed")
@@ -106,22 +105,12 @@ def _read(features: Path, horizons: tuple[int, ...]) -> tuple[pl.DataFrame, list
             )
     labels, names = [f"y_{h}d" for h in horizons], [f["name"] for f in feats]
     have = pl.read_parquet_schema(features / "features.parquet")
-    ret = [c for c in ("ret_log_1d", "ret_1d") if c in have]
-    if not ret:
-        raise SchemaError(f"{features}/features.parquet: needs ret_log_1d or ret_1d for the panel's R")
-    cols = list(dict.fromkeys([*KEYS, *names, *labels, ret[0]]))
-    missing = [c for c in cols if c not in have]
-    if missing:
-        raise SchemaError(f"{features}/features.parquet: missing column {missing[0]!r} (manifest or labels)")
+    ret = "ret_log_1d" if "ret_log_1d" in have else "ret_1d"
     spec = {**KEYS, **{n: pl.Float32() for n in names}, **{y: pl.Float64() for y in labels}}
-    check(pl.DataFrame(schema=have), spec, f"{features}/features.parquet")
-    df = pl.read_parquet(features / "features.parquet", columns=list(dict.fromkeys([*KEYS, *labels, ret[0]])))
-    return (
-        df.with_columns([finite(y).alias(y) for y in labels] + [_log_return(ret[0]).alias("_ret")]),
-        feats,
-        labels,
-        ret[0],
-    )
+    check(pl.DataFrame(schema=have), {**spec, ret: pl.Float32()}, f"{features}/features.parquet")
+    df = pl.read_parquet(features / "features.parquet", columns=list(dict.fromkeys([*KEYS, *labels, ret])))
+    clean = [finite(y).alias(y) for y in labels] + [_log_return(ret).alias("_ret")]
+    return df.with_columns(clean), feats, labels, ret
 
 
 def finite(name: str) -> pl.Expr:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -72,7 +73,12 @@ def time_build(arrays: tuple[np.ndarray, ...], g: GraphConfig, sessions: int) ->
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Scaling in N on a synthetic factor market and, when args.data has jpx-2463, on the real set."""
     g = GraphConfig()
-    out: dict[str, Any] = {"config": dataclasses.asdict(g), "synthetic": []}
+    # Shared 2-core dev boxes vary a lot: the load average says how busy the machine was.
+    out: dict[str, Any] = {
+        "config": dataclasses.asdict(g),
+        "load_avg_1m": os.getloadavg()[0],
+        "synthetic": [],
+    }
     for n in SIZES:
         out["synthetic"].append(time_build(synthetic_returns(SESSIONS + g.window, n), g, SESSIONS))
     data = args.data

@@ -1,8 +1,16 @@
-"""Expression helpers: `ts_*` run over a stock's own rows (`.over` its code), `cs_*` over one date."""
+"""Expression helpers: `ts_*` run over each stock's own rows (by its code), `cs_*` over one date."""
 
 # Every time-series helper looks backwards only (shift by a positive n, trailing rolling windows,
 # recursive EMAs), so a value at row t is a function of rows ≤ t of the same stock. Rows are sorted by
 # (code, date) before any of these run; windows count the stock's own bars.
+#
+# How "over the stock's rows" is computed: on the (code, date)-sorted frame, a shift by n or a full
+# w-row window at a row whose position within its code (`pos`) is ≥ n (≥ w-1) contains only rows of
+# that code, and is exactly what `.over("code")` would give; below that it is nulled, which is also
+# what `.over("code")` gives (not enough rows). So shifts and rolling windows run once over the whole
+# column and are masked by `pos` — the same numbers as `.over("code")` (tests/test_features.py checks
+# it) at a fraction of the cost of evaluating the expression tree once per stock. Recursive EWMs have
+# no such window and do run `.over(CODE)`.
 
 from __future__ import annotations
 
@@ -13,9 +21,10 @@ import polars as pl
 # The base frame's split-adjusted prices and volumes (AdjO..AdjVo); `va` is the turnover value in yen.
 O, H, L, C, V, VA = (pl.col(c) for c in ("o", "h", "l", "c", "v", "va"))  # noqa: E741
 LN2 = math.log(2.0)
-# Partition keys. `cid` is the code as a dense integer (same partition as "code"; hashing an integer
-# instead of a string makes `.over` ~3x faster). `dsec` is one integer per (date, 33-sector), null
-# where the sector is unknown.
+# `pos`: row number within the stock (0 = its first bar). Partition keys: `cid` is the code as a dense
+# integer (same partition as "code", cheaper to hash); `dsec` is one integer per (date, 33-sector),
+# null where the sector is unknown.
+POS = pl.col("pos")
 CODE, DATE, DATE_SECTOR = "cid", "date", "dsec"
 
 
@@ -25,28 +34,48 @@ def div(a: pl.Expr, b: pl.Expr) -> pl.Expr:
 
 
 def lag(e: pl.Expr, n: int = 1) -> pl.Expr:
-    """The value n rows earlier (within a ts_ wrapper: n bars earlier of the same stock)."""
-    return e.shift(n)
+    """The stock's value n bars earlier; null on its first n bars."""
+    return pl.when(POS >= n).then(e.shift(n))
 
 
-def ts(e: pl.Expr) -> pl.Expr:
-    """Evaluate a row-wise/rolling expression separately for each stock, over its own rows in date order."""
-    return e.over(CODE)
+def _window(e: pl.Expr, w: int, how: str) -> pl.Expr:
+    """Trailing w-bar `rolling_<how>` of the stock's own rows (all w required; null on its first w-1 bars)."""
+    return getattr(e, f"rolling_{how}")(w, min_samples=w).over(CODE)
 
 
 def ts_ret(e: pl.Expr, n: int) -> pl.Expr:
     """e[t] / e[t-n] - 1 over the stock's rows."""
-    return ts(div(e, lag(e, n)) - 1.0)
+    return div(e, lag(e, n)) - 1.0
 
 
 def ts_mean(e: pl.Expr, w: int) -> pl.Expr:
-    """Trailing mean over w rows (all w required)."""
-    return ts(e.rolling_mean(w, min_samples=w))
+    """Trailing mean over the stock's last w bars."""
+    return _window(e, w, "mean")
 
 
 def ts_std(e: pl.Expr, w: int) -> pl.Expr:
-    """Trailing sample standard deviation (ddof=1) over w rows (all w required)."""
-    return ts(e.rolling_std(w, min_samples=w))
+    """Trailing sample standard deviation (ddof=1) over the stock's last w bars."""
+    return _window(e, w, "std")
+
+
+def ts_var(e: pl.Expr, w: int) -> pl.Expr:
+    """Trailing sample variance (ddof=1) over the stock's last w bars."""
+    return _window(e, w, "var")
+
+
+def ts_max(e: pl.Expr, w: int) -> pl.Expr:
+    """Trailing maximum over the stock's last w bars."""
+    return _window(e, w, "max")
+
+
+def ts_min(e: pl.Expr, w: int) -> pl.Expr:
+    """Trailing minimum over the stock's last w bars."""
+    return _window(e, w, "min")
+
+
+def ts(e: pl.Expr) -> pl.Expr:
+    """Evaluate a recursive (EWM) expression separately for each stock, over its rows in date order."""
+    return e.over(CODE)
 
 
 def ema(e: pl.Expr, span: int) -> pl.Expr:

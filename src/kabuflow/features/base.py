@@ -70,8 +70,11 @@ def bars_frame(bars: pl.DataFrame, cal: pl.DataFrame) -> tuple[pl.DataFrame, dic
             raise ValueError(f"{BARS}: more than one bar for some (Code, Date); ingest should deduplicate")
     n_cal = on_cal.select(pl.len()).collect().item()
     dropped = {"off_calendar": bars.height - n_cal, "no_positive_price": n_cal - out.height}
-    # Dense integer id per code (the frame is sorted by code): the partition key of every ts_ helper.
-    out = out.with_columns(cid=pl.col("code").rle_id())
+    # Dense integer id per code (the frame is sorted by code) and each row's position within its code:
+    # what the ts_ helpers mask their whole-column windows with (see _ops.py).
+    out = out.with_columns(cid=pl.col("code").rle_id()).with_columns(
+        pos=pl.int_range(pl.len(), dtype=pl.UInt32).over("cid")
+    )
     return out, dropped
 
 

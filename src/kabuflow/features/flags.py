@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from kabuflow.features._ops import ts
+from kabuflow.features._ops import POS
 from kabuflow.features.spec import Family, Feature
 
 WINDOWS = (20, 60, 120, 200)
@@ -12,7 +12,7 @@ WINDOWS = (20, 60, 120, 200)
 
 def flag_warm(w: int) -> pl.Expr:
     """1 when the stock has at least w bars up to and including this one, else 0."""
-    return (ts(pl.int_range(1, pl.len() + 1)) >= w).cast(pl.Float64).alias(f"flag_warm_{w}d")
+    return (POS + 1 >= w).cast(pl.Float64).alias(f"flag_warm_{w}d")
 
 
 def features() -> list[Feature]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from kabuflow.features._ops import VA, C, H, L, V, div, lag, ts, ts_mean
+from kabuflow.features._ops import VA, C, H, L, V, div, lag, ts_mean
 from kabuflow.features.spec import Family, Feature
 
 
@@ -40,13 +40,13 @@ def liq_turnover(w: int) -> pl.Expr:
 def liq_amihud(w: int) -> pl.Expr:
     """Amihud illiquidity: mean(|daily return| / yen turnover) over w bars, × 1e9 (yen per billion)."""
     per_bar = div((div(C, lag(C)) - 1.0).abs(), VA) * 1e9
-    return ts(per_bar.rolling_mean(w, min_samples=w)).alias(f"liq_amihud_{w}d")
+    return ts_mean(per_bar, w).alias(f"liq_amihud_{w}d")
 
 
 def liq_zero_ret(w: int) -> pl.Expr:
     """Share of the last w bars whose close equals the previous close (a stale-price illiquidity measure)."""
     flat = (C == lag(C)).cast(pl.Float64)
-    return ts(flat.rolling_mean(w, min_samples=w)).alias(f"liq_zero_ret_{w}d")
+    return ts_mean(flat, w).alias(f"liq_zero_ret_{w}d")
 
 
 def features() -> list[Feature]:

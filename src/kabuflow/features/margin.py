@@ -11,7 +11,7 @@ from typing import Any
 import polars as pl
 
 from kabuflow.features._calendar import MARGIN_PUBLICATION_LAG, session_after, session_on_or_before
-from kabuflow.features._ops import div, ts
+from kabuflow.features._ops import div, ts_mean
 from kabuflow.features.spec import Family, Feature
 
 MARGIN = "markets_margin_interest"
@@ -65,9 +65,7 @@ def attach(
 def margin_adv(side: str, w: int) -> pl.Expr:
     """Margin balance in days of volume: balance / mean raw volume over the last w bars (both raw shares)."""
     col = {"long": "LongVol", "short": "ShrtVol"}[side]
-    return div(pl.col(col), ts(pl.col("v_raw").rolling_mean(w, min_samples=w))).alias(
-        f"margin_{side}_adv_{w}d"
-    )
+    return div(pl.col(col), ts_mean(pl.col("v_raw"), w)).alias(f"margin_{side}_adv_{w}d")
 
 
 def features() -> list[Feature]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 
-from kabuflow.features._ops import div, f64, lag, ts
+from kabuflow.features._ops import div, f64, ts_mean
 from kabuflow.features.spec import Family, Feature
 
 LEVEL, M = pl.col("mkt_level"), pl.col("mkt_ret_1d")
@@ -17,8 +17,8 @@ TOPIX = "indices_bars_daily_topix"
 
 
 def mkt_ret(w: int) -> pl.Expr:
-    """Market return over w sessions, from the index level (date frame)."""
-    return (div(LEVEL, lag(LEVEL, w)) - 1.0).alias(f"mkt_ret_{w}d")
+    """Market return over w sessions, from the index level (date frame: one row per session, in order)."""
+    return (div(LEVEL, LEVEL.shift(w)) - 1.0).alias(f"mkt_ret_{w}d")
 
 
 def mkt_vol(w: int) -> pl.Expr:
@@ -46,7 +46,7 @@ def market_frame(frame: pl.DataFrame, tables: dict[str, pl.DataFrame]) -> tuple[
         topix = (
             tables[TOPIX].select(pl.col("Date").alias("date"), pl.col("C").alias("mkt_level")).sort("date")
         )
-        daily = topix.with_columns(mkt_ret_1d=div(LEVEL, lag(LEVEL)) - 1.0)
+        daily = topix.with_columns(mkt_ret_1d=div(LEVEL, LEVEL.shift(1)) - 1.0)
         return daily.join(breadth.drop("proxy"), on="date", how="left").sort("date"), "topix"
     daily = breadth.sort("date").with_columns(
         mkt_ret_1d=pl.col("proxy"),
@@ -77,7 +77,7 @@ def _moments(w: int) -> dict[str, pl.Expr]:
     """Trailing w-bar means of r, m, r·m, m², r² (r = stock 1-day return, m = market's on the same date)."""
     r, m = f64("ret_1d"), M
     parts = {"r": r, "m": m, "rm": r * m, "mm": m * m, "rr": r * r}
-    return {k: ts(v.rolling_mean(w, min_samples=w)) for k, v in parts.items()}
+    return {k: ts_mean(v, w) for k, v in parts.items()}
 
 
 def mkt_beta(w: int) -> pl.Expr:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from kabuflow.features._ops import C, O, div, lag, ts, ts_ret
+from kabuflow.features._ops import C, O, div, lag, ts_max, ts_ret
 from kabuflow.features.spec import Family, Feature
 
 WINDOWS = (1, 5, 10, 20, 60, 120)
@@ -17,12 +17,12 @@ def ret(w: int) -> pl.Expr:
 
 def ret_log(w: int) -> pl.Expr:
     """log(AdjC[t] / AdjC[t-w])."""
-    return ts(div(C, lag(C, w)).log()).alias(f"ret_log_{w}d")
+    return div(C, lag(C, w)).log().alias(f"ret_log_{w}d")
 
 
 def ret_overnight() -> pl.Expr:
     """AdjO[t] / AdjC[t-1] - 1: the gap, public at t's open."""
-    return ts(div(O, lag(C)) - 1.0).alias("ret_overnight_1d")
+    return (div(O, lag(C)) - 1.0).alias("ret_overnight_1d")
 
 
 def ret_intraday() -> pl.Expr:
@@ -32,12 +32,12 @@ def ret_intraday() -> pl.Expr:
 
 def ret_mom(w: int, skip: int = 20) -> pl.Expr:
     """AdjC[t-skip] / AdjC[t-w] - 1: momentum that leaves out the last month's reversal."""
-    return ts(div(lag(C, skip), lag(C, w)) - 1.0).alias(f"ret_mom_{w}d")
+    return (div(lag(C, skip), lag(C, w)) - 1.0).alias(f"ret_mom_{w}d")
 
 
 def ret_max(w: int) -> pl.Expr:
     """Largest daily return over the last w bars (the 'lottery' effect)."""
-    return ts((div(C, lag(C)) - 1.0).rolling_max(w, min_samples=w)).alias(f"ret_max_{w}d")
+    return ts_max(div(C, lag(C)) - 1.0, w).alias(f"ret_max_{w}d")
 
 
 def features() -> list[Feature]:

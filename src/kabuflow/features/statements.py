@@ -11,7 +11,7 @@ from typing import Any
 import polars as pl
 
 from kabuflow.features._calendar import effective_session
-from kabuflow.features._ops import div, ts
+from kabuflow.features._ops import div, ts_mean
 from kabuflow.features.spec import Family, Feature
 
 FINS = "fins_summary"
@@ -129,9 +129,7 @@ def features() -> list[Feature]:
         # Raw (unadjusted) close: per-share figures are raw too, and neither knows of later splits.
         div(F("FEPS"), pl.col("c_raw")).alias("stmt_ep_fwd"),
         div(A("BPS"), pl.col("c_raw")).alias("stmt_bp"),
-        div(ts(pl.col("v_raw").rolling_mean(20, min_samples=20)), A("ShOutFY")).alias(
-            "stmt_share_turnover_20d"
-        ),
+        div(ts_mean(pl.col("v_raw"), 20), A("ShOutFY")).alias("stmt_share_turnover_20d"),
         (pl.col("sess") - pl.col("stmt_sess")).alias("stmt_days_since"),
     ]
     return [Feature(e) for e in exprs]

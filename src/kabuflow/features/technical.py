@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from kabuflow.features._ops import C, H, L, div, ema, lag, ts, wilder
+from kabuflow.features._ops import C, H, L, div, ema, lag, ts, ts_max, ts_mean, ts_min, ts_std, wilder
 from kabuflow.features.spec import Family, Feature
 
 MA_WINDOWS = (5, 20, 60, 200)
@@ -15,7 +15,7 @@ MA_WINDOWS = (5, 20, 60, 200)
 
 def tech_sma_gap(w: int) -> pl.Expr:
     """AdjC / SMA_w - 1."""
-    return (div(C, ts(C.rolling_mean(w, min_samples=w))) - 1.0).alias(f"tech_sma_gap_{w}d")
+    return (div(C, ts_mean(C, w)) - 1.0).alias(f"tech_sma_gap_{w}d")
 
 
 def tech_ema_gap(w: int) -> pl.Expr:
@@ -25,12 +25,11 @@ def tech_ema_gap(w: int) -> pl.Expr:
 
 def tech_sma_ratio(short: int, long: int) -> pl.Expr:
     """SMA_short / SMA_long - 1: the classic crossover signal as a number."""
-    sma = ts(C.rolling_mean(short, min_samples=short)), ts(C.rolling_mean(long, min_samples=long))
-    return (div(*sma) - 1.0).alias(f"tech_sma_ratio_{short}d_{long}d")
+    return (div(ts_mean(C, short), ts_mean(C, long)) - 1.0).alias(f"tech_sma_ratio_{short}d_{long}d")
 
 
 def true_range() -> pl.Expr:
-    """max(H - L, |H - C[t-1]|, |L - C[t-1]|); H - L on a stock's first bar. Only inside ts(...)."""
+    """max(H - L, |H - C[t-1]|, |L - C[t-1]|); H - L on a stock's first bar."""
     prev = lag(C)
     return pl.max_horizontal(H - L, (H - prev).abs(), (L - prev).abs())
 
@@ -66,7 +65,7 @@ def tech_macd_hist(n: int = 9) -> pl.Expr:
 
 
 def _bollinger(w: int) -> tuple[pl.Expr, pl.Expr]:
-    return ts(C.rolling_mean(w, min_samples=w)), ts(C.rolling_std(w, min_samples=w))
+    return ts_mean(C, w), ts_std(C, w)
 
 
 def tech_bb_pctb(w: int = 20) -> pl.Expr:
@@ -88,7 +87,7 @@ def tech_atr(n: int = 14) -> pl.Expr:
 
 def tech_stoch_k(n: int = 14) -> pl.Expr:
     """Stochastic %K: (AdjC - lowest low) / (highest high - lowest low) over n bars."""
-    lo, hi = ts(L.rolling_min(n, min_samples=n)), ts(H.rolling_max(n, min_samples=n))
+    lo, hi = ts_min(L, n), ts_max(H, n)
     return div(C - lo, hi - lo).alias(f"tech_stoch_k_{n}d")
 
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import polars as pl
 
-from kabuflow.features._ops import LN2, C, H, L, O, div, lag, ts, ts_std
+from kabuflow.features._ops import LN2, C, H, L, O, div, lag, ts_mean, ts_std, ts_var
 from kabuflow.features.spec import Family, Feature
 
 WINDOWS = (5, 10, 20, 60)
 
 
 def log_ret() -> pl.Expr:
-    """log(AdjC[t] / AdjC[t-1]); only inside ts(...)."""
+    """log(AdjC[t] / AdjC[t-1]), null on the stock's first bar."""
     return div(C, lag(C)).log()
 
 
@@ -29,47 +29,37 @@ def vol(w: int) -> pl.Expr:
 
 def vol_parkinson(w: int) -> pl.Expr:
     """sqrt(mean(ln(H/L)^2) / (4 ln 2)) over w bars."""
-    return ts(((H / L).log() ** 2).rolling_mean(w, min_samples=w) / (4 * LN2)).sqrt().alias(f"vol_pk_{w}d")
+    return (ts_mean((H / L).log() ** 2, w) / (4 * LN2)).sqrt().alias(f"vol_pk_{w}d")
 
 
 def vol_garman_klass(w: int) -> pl.Expr:
     """sqrt(mean(0.5 ln(H/L)^2 - (2 ln 2 - 1) ln(C/O)^2)) over w bars, floored at 0."""
     per_bar = 0.5 * (H / L).log() ** 2 - (2 * LN2 - 1) * (C / O).log() ** 2
-    return ts(per_bar.rolling_mean(w, min_samples=w)).clip(lower_bound=0.0).sqrt().alias(f"vol_gk_{w}d")
+    return ts_mean(per_bar, w).clip(lower_bound=0.0).sqrt().alias(f"vol_gk_{w}d")
 
 
 def vol_rogers_satchell(w: int) -> pl.Expr:
     """sqrt(mean Rogers–Satchell variance) over w bars."""
-    return (
-        ts(rogers_satchell().rolling_mean(w, min_samples=w))
-        .clip(lower_bound=0.0)
-        .sqrt()
-        .alias(f"vol_rs_{w}d")
-    )
+    return ts_mean(rogers_satchell(), w).clip(lower_bound=0.0).sqrt().alias(f"vol_rs_{w}d")
 
 
 def vol_yang_zhang(w: int) -> pl.Expr:
     """Yang–Zhang: var(overnight) + k var(open→close) + (1-k) mean(RS), k = 0.34 / (1.34 + (w+1)/(w-1))."""
     k = 0.34 / (1.34 + (w + 1) / (w - 1))
-    overnight = div(O, lag(C)).log().rolling_var(w, min_samples=w)
-    intraday = (C / O).log().rolling_var(w, min_samples=w)
-    rs = rogers_satchell().rolling_mean(w, min_samples=w)
-    return ts(overnight + k * intraday + (1 - k) * rs).clip(lower_bound=0.0).sqrt().alias(f"vol_yz_{w}d")
+    overnight, intraday = ts_var(div(O, lag(C)).log(), w), ts_var((C / O).log(), w)
+    total = overnight + k * intraday + (1 - k) * ts_mean(rogers_satchell(), w)
+    return total.clip(lower_bound=0.0).sqrt().alias(f"vol_yz_{w}d")
 
 
 def vol_down(w: int) -> pl.Expr:
     """Downside semi-deviation sqrt(mean(min(r, 0)^2)) of daily log returns over w bars."""
-    return (
-        ts((log_ret().clip(upper_bound=0.0) ** 2).rolling_mean(w, min_samples=w))
-        .sqrt()
-        .alias(f"vol_down_{w}d")
-    )
+    return ts_mean(log_ret().clip(upper_bound=0.0) ** 2, w).sqrt().alias(f"vol_down_{w}d")
 
 
 def vol_of_vol(inner: int, w: int) -> pl.Expr:
     """Coefficient of variation of the `inner`-bar volatility over the last w bars."""
-    v = log_ret().rolling_std(inner, min_samples=inner)
-    return ts(div(v.rolling_std(w, min_samples=w), v.rolling_mean(w, min_samples=w))).alias(f"vol_vov_{w}d")
+    v = ts_std(log_ret(), inner)
+    return div(ts_std(v, w), ts_mean(v, w)).alias(f"vol_vov_{w}d")
 
 
 def vol_ratio(short: int, long: int) -> pl.Expr:
