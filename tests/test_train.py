@@ -100,9 +100,11 @@ def test_model_file_loads_and_predicts_live(trained, market):
         predict_dates(out, market["panel"], market["graph"], [dt.date(1999, 1, 4)])
 
 
-def test_resume_after_kill_gives_identical_weights(trained, market, tmp_path):
-    """Kill after epoch 1 of 2, rerun train-fold in the same directory: same weights as uninterrupted."""
-    cfg = _cfg()
+@pytest.mark.parametrize("extra", [(), ("train.ema_decay=0.9", "train.patience=0")])
+def test_resume_after_kill_gives_identical_weights(trained, market, tmp_path, extra):
+    """Kill after epoch 1 of 2, rerun train-fold in the same directory: same weights as uninterrupted
+    (with weight averaging too: its state travels in the checkpoint)."""
+    cfg = _cfg(*extra)
     panel, graph = load_panel(market["panel"]), load_graph(market["graph"])
     days = fold_days(read_fold(market["folds"], 0), panel.dates)
     data = DayData(panel, graph, int(days["val"][-1]), torch.device("cpu"))
@@ -115,7 +117,10 @@ def test_resume_after_kill_gives_identical_weights(trained, market, tmp_path):
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 1
     train_fold(cfg, panel, market["graph"], market["folds"], 0, "atft", tmp_path)
     assert json.loads((tmp_path / "metrics.json").read_text())["resumed_from_epoch"] == 1
-    resumed, straight = _weights(tmp_path), _weights(trained[0])
+    straight_dir = trained[0] if not extra else tmp_path / "straight"
+    if extra:
+        train_fold(cfg, panel, market["graph"], market["folds"], 0, "atft", straight_dir)
+    resumed, straight = _weights(tmp_path), _weights(straight_dir)
     assert resumed.keys() == straight.keys()
     assert all(torch.equal(resumed[k], straight[k]) for k in straight)
 
@@ -177,3 +182,17 @@ def test_bad_model_and_fold_are_errors(market, tmp_path):
         train_fold(_cfg(), market["panel"], market["graph"], market["folds"], 0, "xgboost", tmp_path)
     with pytest.raises(ValueError, match="fold 3 not in folds"):
         train_fold(_cfg(), market["panel"], market["graph"], market["folds"], 3, "ridge", tmp_path)
+
+
+def test_graph_required_when_the_model_uses_one(market, tmp_path):
+    with pytest.raises(ValueError, match="no graph was given"):
+        train_fold(_cfg(), market["panel"], None, market["folds"], 0, "atft", tmp_path)
+
+
+def test_benchmark_measures_a_tiny_run():
+    from kabuflow.benchmarks.train import measure
+
+    got = measure(_cfg("train.max_stocks_per_day=8"), n_stocks=12, n_days=4, device=torch.device("cpu"))
+    assert (
+        got["stocks_per_day"] == 8 and got["train_stock_days_per_s"] > 0 and got["score_stock_days_per_s"] > 0
+    )

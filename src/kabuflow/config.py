@@ -145,6 +145,7 @@ class TrainConfig:
     max_stocks_per_day: int = 0  # 0 = all; subsample a day's cross-section for speed
     days_per_epoch: int = 0  # 0 = every training day; else a fresh random subset of this many each epoch
     days_per_step: int = 1  # days whose mean loss makes one optimizer step (per rank under DDP)
+    ema_decay: float = 0.0  # >0: validate, keep and return an exponential moving average of the weights
     val_stride: int = 2  # early stopping scores every val_stride-th validation day (all are predicted)
     rank_temperature: float = 0.1  # soft-rank sigmoid temperature, in cross-sectional std units
     threads: int = 0  # torch/LightGBM CPU threads; 0 = library default (set 1 when folds train side by side)

@@ -15,8 +15,18 @@ import torch
 from kabuflow.artifacts import stamp, write_json
 from kabuflow.config import Config
 from kabuflow.normalize import Panel
-from kabuflow.train_atft import deterministic, fit_atft, resolve_device
-from kabuflow.train_data import DayData, Graph, as_graph, as_panel, fold_days, read_fold, read_folds
+from kabuflow.train_atft import fit_atft
+from kabuflow.train_data import (
+    DayData,
+    Graph,
+    as_graph,
+    as_panel,
+    deterministic,
+    fold_days,
+    read_fold,
+    read_folds,
+    resolve_device,
+)
 
 
 def suggest(trial: optuna.Trial, cfg: Config) -> list[str]:
@@ -79,8 +89,7 @@ def run_hpo(
     if days["val"][-1] >= first_test:
         raise ValueError(f"hpo.fold={k}: its validation dates reach a test period; tune on an earlier fold")
     device = resolve_device(cfg.train.device)
-    deterministic(device)
-    data = DayData(p, as_graph(graph) if cfg.model.use_graph else None, int(days["val"][-1]), device)
+    data = DayData(p, as_graph(graph, cfg.model.use_graph), int(days["val"][-1]), device)
     assert data.t_end < first_test, "HPO must never hold a test date"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
@@ -94,7 +103,8 @@ def run_hpo(
     # the trials already there and the pod (hostname), and stays reproducible on one machine.
     seed = cfg.train.seed + 7919 * len(study.trials) + zlib.crc32(socket.gethostname().encode())
     study.sampler = optuna.samplers.TPESampler(seed=seed % 2**32)
-    study.optimize(_objective(cfg, data, days, k), n_trials=trials)
+    with deterministic(device):
+        study.optimize(_objective(cfg, data, days, k), n_trials=trials)
     states = [t.state for t in study.trials]
     done = optuna.trial.TrialState
     result = {

@@ -19,8 +19,17 @@ from kabuflow.baselines import run_baseline
 from kabuflow.config import Config, code_version
 from kabuflow.model.atft_gat_fan import model_config_to_dict, n_params
 from kabuflow.normalize import Panel
-from kabuflow.train_atft import deterministic, fit_atft, resolve_device
-from kabuflow.train_data import DayData, Graph, as_graph, as_panel, fold_days, read_fold
+from kabuflow.train_atft import fit_atft
+from kabuflow.train_data import (
+    DayData,
+    Graph,
+    as_graph,
+    as_panel,
+    deterministic,
+    fold_days,
+    read_fold,
+    resolve_device,
+)
 from kabuflow.train_predict import predict_days, prediction_table, split_metrics
 
 MODELS = ("atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d")
@@ -49,11 +58,13 @@ def _train_atft(
     date is reachable while weights change; the full data is used only for scoring afterwards.
     """
     rank, world, device = _dist_env(resolve_device(cfg.train.device))
-    deterministic(device)
-    g = as_graph(graph) if cfg.model.use_graph else None
+    g = as_graph(graph, cfg.model.use_graph)
     t0 = time.perf_counter()
     data = DayData(panel, g, int(days["test"][-1]), device)
-    res = fit_atft(cfg, data.upto(int(days["val"][-1])), days, out / CHECKPOINT, fold=k, rank=rank, world=world)
+    with deterministic(device):
+        res = fit_atft(
+            cfg, data.upto(int(days["val"][-1])), days, out / CHECKPOINT, fold=k, rank=rank, world=world
+        )
     fit_seconds = time.perf_counter() - t0
     info = {
         "best_epoch": res.best_epoch,

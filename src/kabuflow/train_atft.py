@@ -3,8 +3,8 @@ an atomic checkpoint every epoch (bit-exact resume), and data-parallel ranks ove
 
 from __future__ import annotations
 
+import copy
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +43,7 @@ class FitState:
     stopped: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
     best_state: dict[str, torch.Tensor] | None = None
+    ema_state: dict[str, torch.Tensor] | None = None
 
 
 @dataclass
@@ -54,15 +55,6 @@ class FitResult:
     best_epoch: int
     best_score: float
     resumed_from: int  # epochs already done in the checkpoint this run resumed from (0: a fresh start)
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is an error the user can act on."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("train.device is cuda but no GPU is visible; use train.device=auto or cpu")
-    return torch.device(name)
 
 
 def epoch_days(train_days: np.ndarray, seed: int, epoch: int, per_epoch: int, group: int) -> np.ndarray:
@@ -131,6 +123,14 @@ def _allreduce_grads(model: torch.nn.Module, world: int) -> None:
         offset += p.numel()
 
 
+@torch.no_grad()
+def _ema_update(ema: ATFTGATFAN, model: ATFTGATFAN, decay: float, step: int) -> None:
+    """ema <- ema + (1 - d) (model - ema), d = min(decay, (1 + step) / (10 + step)): the warm-up keeps the
+    average from clinging to the initial weights in the first hundred steps."""
+    d = min(decay, (1 + step) / (10 + step))
+    torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in model.parameters()], 1.0 - d)
+
+
 def train_epoch(
     fwd: Any,
     model: ATFTGATFAN,
@@ -143,8 +143,10 @@ def train_epoch(
     w: torch.Tensor,
     rank: int,
     world: int,
+    ema: ATFTGATFAN | None = None,
 ) -> tuple[float, int]:
-    """One pass over the epoch's days; rank r takes days[r::world]. Returns (mean loss, stock-days)."""
+    """One pass over the epoch's days; rank r takes days[r::world]. Returns (mean loss, stock-days).
+    `ema`, when given, tracks an exponential moving average of the weights (train.ema_decay)."""
     model.train()
     dps = cfg.train.days_per_step
     order = epoch_days(days, cfg.train.seed, epoch, cfg.train.days_per_epoch, dps * world)
@@ -159,6 +161,8 @@ def train_epoch(
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
         opt.step()
         sched.step()
+        if ema is not None:
+            _ema_update(ema, model, cfg.train.ema_decay, sched.last_epoch)
         total += loss.detach()
         n_seen += n
     return float(total) / max(1, len(mine) // dps), n_seen
@@ -277,16 +281,23 @@ def fit_atft(
     fingerprint = repr((cfg.model, tc, fold, len(days["train"]), len(days["val"]), world))
     st = _resume(ckpt, model, opt, sched, fingerprint, rank, world)
     resumed_from = st.epoch
+    ema = copy.deepcopy(model) if tc.ema_decay > 0 else None  # validated, kept and returned when on
+    if ema is not None and st.ema_state is not None:
+        ema.load_state_dict(st.ema_state)
+    scored = ema if ema is not None else model
     fwd = torch.compile(model, dynamic=True) if tc.compile else model
     w = horizon_weights(tc.horizon_weights, data.Y.shape[2], data.device)
     while st.epoch < tc.epochs and not st.stopped:
         t0 = time.perf_counter()
-        loss, n_seen = train_epoch(fwd, model, opt, sched, data, days["train"], cfg, st.epoch, w, rank, world)
+        loss, n_seen = train_epoch(
+            fwd, model, opt, sched, data, days["train"], cfg, st.epoch, w, rank, world, ema
+        )
         speed = n_seen * world / (time.perf_counter() - t0)
-        score, per_h = _validate(model, data, days["val"], w, cfg, world)
+        score, per_h = _validate(scored, data, days["val"], w, cfg, world)
         row = {"epoch": st.epoch, "train_loss": loss, "val_rank_ic": score, "stock_days_per_s": speed}
         st.history.append({**row, "val_rank_ic_h": per_h, "seconds": time.perf_counter() - t0})
-        _end_epoch(st, score, model, tc.patience)
+        _end_epoch(st, score, scored, tc.patience)
+        st.ema_state = ema.state_dict() if ema is not None else None
         if rank == 0:
             if ckpt is not None:
                 _save(ckpt, model, opt, sched, st, fingerprint)
@@ -297,12 +308,7 @@ def fit_atft(
             on_epoch_end(st.epoch - 1, score)
     if tc.patience > 0 and st.best_state is not None:
         model.load_state_dict(st.best_state)
+    elif ema is not None:
+        model.load_state_dict(ema.state_dict())
     best_epoch = st.best_epoch if tc.patience > 0 else st.epoch - 1
     return FitResult(model, st.history, best_epoch, st.best_score, resumed_from)
-
-
-def deterministic(device: torch.device) -> None:
-    """Deterministic kernels where torch has them (warn, not fail, where it has none)."""
-    if device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,9 +51,16 @@ def as_panel(panel: Panel | str | Path) -> Panel:
     return panel if isinstance(panel, Panel) else load_panel(panel)
 
 
-def as_graph(graph: Graph | str | Path | None) -> Graph | None:
-    """A loaded graph, the graph at a path, or None."""
-    return graph if graph is None or isinstance(graph, Graph) else load_graph(graph)
+def as_graph(graph: Graph | str | Path | None, use_graph: bool = True) -> Graph | None:
+    """The graph (loaded, or read from a path) when the model uses one, else None; a model that needs a
+    graph and gets none is an error (it would silently train without neighbours)."""
+    if not use_graph:
+        return None
+    if graph is None:
+        raise ValueError(
+            "model.use_graph is on but no graph was given (pass --graph, or set model.use_graph=false)"
+        )
+    return graph if isinstance(graph, Graph) else load_graph(graph)
 
 
 def read_folds(folds: str | Path | list[Any]) -> list[dict[str, Any]]:
@@ -175,3 +185,29 @@ class DayData:
         src, dst = local[ei[0]], local[ei[1]]  # [e]
         keep = (src >= 0) & (dst >= 0)
         return torch.stack([src[keep], dst[keep]]), ea[keep]
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is an error the user can act on."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("train.device is cuda but no GPU is visible; use train.device=auto or cpu")
+    return torch.device(name)
+
+
+@contextlib.contextmanager
+def deterministic(device: torch.device) -> Iterator[None]:
+    """Deterministic kernels where torch has them (warn, not fail, where it has none), for the duration
+    only: the flag is process-wide and other code in the process should not inherit it."""
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])

@@ -180,7 +180,7 @@ def predict_dates(
     if missing:
         raise ValueError(f"dates not in the panel: {missing[:5]} (panel ends {p.meta['dates'][-1]})")
     days = np.array(sorted(index[d] for d in iso), dtype=np.int64)
-    g = as_graph(graph) if model.cfg.use_graph else None
+    g = as_graph(graph, model.cfg.use_graph)
     data = DayData(p, g, int(days.max()), torch.device(device))
     rows = predict_days(model, data, days)
     fold = int(meta.get("fold", -1))

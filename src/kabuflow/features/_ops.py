@@ -4,13 +4,13 @@
 # recursive EMAs), so a value at row t is a function of rows ≤ t of the same stock. Rows are sorted by
 # (code, date) before any of these run; windows count the stock's own bars.
 #
-# How "over the stock's rows" is computed: on the (code, date)-sorted frame, a shift by n or a full
-# w-row window at a row whose position within its code (`pos`) is ≥ n (≥ w-1) contains only rows of
-# that code, and is exactly what `.over("code")` would give; below that it is nulled, which is also
-# what `.over("code")` gives (not enough rows). So shifts and rolling windows run once over the whole
-# column and are masked by `pos` — the same numbers as `.over("code")` (tests/test_features.py checks
-# it) at a fraction of the cost of evaluating the expression tree once per stock. Recursive EWMs have
-# no such window and do run `.over(CODE)`.
+# How "over the stock's rows" is computed. Rolling windows and EWMs run `.over(CODE)`: each stock's
+# kernel starts from scratch, so not even rounding residue crosses from one stock into another.
+# Shifts (`lag`) need no partition: on the (code, date)-sorted frame, a shift by n at a row whose
+# position within its code (`pos`) is ≥ n lands on the same code, and below that it is nulled,
+# exactly what `.shift(n).over("code")` gives (tests/test_features.py checks it) without evaluating
+# the expression once per stock. Window inputs are best plain columns (Family.inputs): an expression
+# inside `.over` is evaluated once per stock.
 
 from __future__ import annotations
 
@@ -22,15 +22,20 @@ import polars as pl
 O, H, L, C, V, VA = (pl.col(c) for c in ("o", "h", "l", "c", "v", "va"))  # noqa: E741
 LN2 = math.log(2.0)
 # `pos`: row number within the stock (0 = its first bar). Partition keys: `cid` is the code as a dense
-# integer (same partition as "code", cheaper to hash); `dsec` is one integer per (date, 33-sector),
-# null where the sector is unknown.
+# integer (same partition as "code", cheaper to hash); `dsec` is date × SECTOR_SLOTS + sector index,
+# NO_SECTOR where the as-of sector is unknown (never null, so that sorting by it also sorts by date).
 POS = pl.col("pos")
 CODE, DATE, DATE_SECTOR = "cid", "date", "dsec"
+SECTOR_SLOTS, NO_SECTOR = 1024, 1023
 
 
 def div(a: pl.Expr, b: pl.Expr) -> pl.Expr:
-    """a / b, null where b is 0 or null: a NaN or inf would poison every rolling window it enters."""
-    return pl.when(b != 0).then(a / b)
+    """a / b, null where b is 0 or null: a NaN or inf would poison every rolling window it enters.
+
+    `b` appears once, so a window in the denominator is computed once (the in-memory engine does not
+    merge repeated sub-expressions).
+    """
+    return a / b.replace(0, None)
 
 
 def lag(e: pl.Expr, n: int = 1) -> pl.Expr:
@@ -94,8 +99,7 @@ def wilder(e: pl.Expr, n: int) -> pl.Expr:
 
 def cs_rank(e: pl.Expr) -> pl.Expr:
     """Rank within the date scaled to [0, 1]: (rank - 1) / (n - 1), ties averaged; null when n < 2."""
-    n = e.count().over(DATE)
-    return pl.when(n > 1).then((e.rank("average").over(DATE) - 1.0) / (n - 1))
+    return grp_rank(e, DATE)
 
 
 def cs_z(e: pl.Expr) -> pl.Expr:
@@ -103,20 +107,24 @@ def cs_z(e: pl.Expr) -> pl.Expr:
     return div(e - e.mean().over(DATE), e.std().over(DATE))
 
 
+def _keyed(e: pl.Expr, key: str) -> pl.Expr:
+    return e if key == DATE else pl.when(pl.col(key) % SECTOR_SLOTS != NO_SECTOR).then(e)
+
+
 def grp_mean(e: pl.Expr, key: str = DATE_SECTOR) -> pl.Expr:
-    """Mean within a group (default date × sector); null for rows whose group key is null."""
-    return pl.when(pl.col(key).is_not_null()).then(e.mean().over(key))
+    """Mean within a group (default date × sector); null for stocks of no known sector."""
+    return _keyed(e.mean().over(key), key)
 
 
 def grp_z(e: pl.Expr, key: str = DATE_SECTOR) -> pl.Expr:
-    """In-group z-score (ddof=1); null for a null key or a constant group."""
-    return pl.when(pl.col(key).is_not_null()).then(div(e - e.mean().over(key), e.std().over(key)))
+    """In-group z-score (ddof=1); null for no known sector or a constant group."""
+    return _keyed(div(e - e.mean().over(key), e.std().over(key)), key)
 
 
 def grp_rank(e: pl.Expr, key: str = DATE_SECTOR) -> pl.Expr:
-    """In-group rank scaled to [0, 1] like cs_rank; null for a null key or a group of fewer than 2."""
-    n = e.count().over(key)
-    return pl.when(pl.col(key).is_not_null() & (n > 1)).then((e.rank("average").over(key) - 1.0) / (n - 1))
+    """In-group rank scaled to [0, 1] like cs_rank; null for no known sector or a group of fewer than 2."""
+    n = e.count().over(key).cast(pl.Float64)
+    return _keyed(div(e.rank("average").over(key) - 1.0, n - 1.0), key)
 
 
 def f64(name: str) -> pl.Expr:

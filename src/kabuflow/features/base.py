@@ -9,6 +9,7 @@ import polars as pl
 
 from kabuflow import schema
 from kabuflow.features import _calendar
+from kabuflow.features._ops import NO_SECTOR, SECTOR_SLOTS
 
 BARS, MASTER = "equities_bars_daily", "equities_master"
 
@@ -51,27 +52,39 @@ def bars_frame(bars: pl.DataFrame, cal: pl.DataFrame) -> tuple[pl.DataFrame, dic
     Rows on non-sessions (e.g. zero-volume holiday rows) and rows without a usable price are dropped
     and counted, never repaired.
     """
-    df = bars.lazy().select(
-        pl.col("Date").alias("date"),
-        pl.col("Code").alias("code"),
-        *(pl.col(f"Adj{k}").alias(k.lower()) for k in ("O", "H", "L", "C")),
-        pl.col("AdjVo").alias("v"),
-        # Yen turnover; AdjC × AdjVo = C × Vo when Va is missing (a split scales them inversely).
-        pl.coalesce("Va", pl.col("AdjC") * pl.col("AdjVo")).alias("va"),
-        pl.col("C").alias("c_raw"),
-        pl.col("Vo").alias("v_raw"),
+    # Session position of each bar by binary search over the calendar (no join); off-calendar rows drop.
+    days = cal["date"]
+    sess = days.search_sorted(bars["Date"], side="left").clip(upper_bound=len(days) - 1)
+    on_cal = (days.gather(sess) == bars["Date"]).fill_null(False)
+    priced = pl.all_horizontal((pl.col(f"Adj{k}") > 0).fill_null(False) for k in ("O", "H", "L", "C"))
+    out = (
+        bars.lazy()
+        .with_columns(sess=sess.cast(pl.Int32), _on=on_cal)
+        .filter(pl.col("_on"))
+        .with_columns(_priced=priced)
+        .select(
+            pl.col("Date").alias("date"),
+            pl.col("Code").alias("code"),
+            "sess",
+            *(pl.col(f"Adj{k}").alias(k.lower()) for k in ("O", "H", "L", "C")),
+            pl.col("AdjVo").alias("v"),
+            # Yen turnover; AdjC × AdjVo = C × Vo when Va is missing (a split scales them inversely).
+            pl.coalesce("Va", pl.col("AdjC") * pl.col("AdjVo")).alias("va"),
+            pl.col("C").alias("c_raw"),
+            pl.col("Vo").alias("v_raw"),
+            "_priced",
+        )
+        .collect(engine="in-memory")
     )
-    on_cal = df.join(cal.lazy().select("date", "sess"), on="date", how="inner", maintain_order="left")
-    priced = pl.all_horizontal((pl.col(k) > 0).fill_null(False) for k in ("o", "h", "l", "c"))
-    out = on_cal.filter(priced).collect().rechunk()
+    n_cal = out.height
+    out = out.filter(pl.col("_priced")).drop("_priced").rechunk()
     if not _sorted_unique(out):
         out = out.sort("code", "date")
         if not _sorted_unique(out):
             raise ValueError(f"{BARS}: more than one bar for some (Code, Date); ingest should deduplicate")
-    n_cal = on_cal.select(pl.len()).collect().item()
     dropped = {"off_calendar": bars.height - n_cal, "no_positive_price": n_cal - out.height}
-    # Dense integer id per code (the frame is sorted by code) and each row's position within its code:
-    # what the ts_ helpers mask their whole-column windows with (see _ops.py).
+    # Dense integer id per code (the frame is sorted by code): the ts_ helpers' partition key; and each
+    # row's position within its code, which masks whole-column shifts (see _ops.py).
     out = out.with_columns(cid=pl.col("code").rle_id()).with_columns(
         pos=pl.int_range(pl.len(), dtype=pl.UInt32).over("cid")
     )
@@ -121,6 +134,7 @@ def attach_master(frame: pl.DataFrame, master: pl.DataFrame) -> tuple[pl.DataFra
             "mdate"
         )
         info = {"mode": "as_of", "note": "s33/mkt from the latest master row dated on or before each date"}
-    # `dsec`: one integer per (date, S33), null where the sector is unknown: the sec_ helpers' partition.
-    dsec = pl.col("date").to_physical().cast(pl.Int64) * 1024 + pl.col("sid")
+    # `dsec`: one integer per (date, S33), NO_SECTOR slot where unknown: the sec_ helpers' partition.
+    sid = pl.col("sid").fill_null(NO_SECTOR)
+    dsec = pl.col("date").to_physical().cast(pl.Int64) * SECTOR_SLOTS + sid
     return out.with_columns(dsec=dsec).drop("sid").rechunk(), info

@@ -35,4 +35,4 @@ def features() -> list[Feature]:
     return [Feature(cs_rank_of(c)) for c in RANKED] + [Feature(cs_z_of(c)) for c in SCORED]
 
 
-FAMILY = Family("cs", features, group_by="date")
+FAMILY = Family("cs", features, cross_sectional=True)

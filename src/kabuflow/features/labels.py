@@ -34,7 +34,10 @@ def _bar_at(key: np.ndarray, close: np.ndarray, offset: int) -> np.ndarray:
 def labels(frame: pl.DataFrame, horizons: tuple[int, ...] = HORIZONS) -> pl.DataFrame:
     """Columns `y_{h}d` (Float64, null where unknown) for a frame sorted by (code, date) with `sess` and `c`."""
     assert frame["code"].is_sorted(), "labels need the frame sorted by (code, date)"
-    code_id = frame.select(pl.col("code").rle_id()).to_series().to_numpy().astype(np.int64)
+    code_id = (
+        frame.select(pl.col("code").rle_id()).to_series() if "cid" not in frame.columns else frame["cid"]
+    )
+    code_id = code_id.to_numpy().astype(np.int64)
     key = (code_id << 32) + frame["sess"].to_numpy().astype(np.int64)
     assert np.all(np.diff(key) > 0), "labels need rows sorted by (code, date) with one row per session"
     close = frame["c"].to_numpy().astype(np.float64)

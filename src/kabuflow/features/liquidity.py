@@ -12,15 +12,30 @@ from kabuflow.features._ops import VA, C, H, L, V, div, lag, ts_mean
 from kabuflow.features.spec import Family, Feature
 
 
+def inputs() -> list[dict[str, pl.Expr]]:
+    """Per-bar window inputs: range, close location, Amihud ratio, stale-price indicator."""
+    prev = lag(C)
+    return [
+        {
+            "_range": (H - L) / C,
+            # Close location ((C - L) - (H - C)) / (H - L) in [-1, 1]; null on H == L bars.
+            "_clv": div((C - L) - (H - C), H - L),
+            # |daily return| / yen turnover × 1e9 (yen per billion traded).
+            "_amihud": div((div(C, prev) - 1.0).abs(), VA) * 1e9,
+            "_flat": (C == prev).cast(pl.Float64),
+        }
+    ]
+
+
 def liq_range(w: int) -> pl.Expr:
     """(H - L) / C, averaged over w bars (w = 1: today's)."""
-    r = (H - L) / C
+    r = pl.col("_range")
     return (r if w == 1 else ts_mean(r, w)).alias(f"liq_range_{w}d")
 
 
 def liq_clv(w: int) -> pl.Expr:
-    """Close location ((C - L) - (H - C)) / (H - L) in [-1, 1], averaged over w bars; null on H == L bars."""
-    clv = div((C - L) - (H - C), H - L)
+    """Close location in [-1, 1], averaged over w bars; null where a bar had H == L."""
+    clv = pl.col("_clv")
     return (clv if w == 1 else ts_mean(clv, w)).alias(f"liq_clv_{w}d")
 
 
@@ -38,15 +53,13 @@ def liq_turnover(w: int) -> pl.Expr:
 
 
 def liq_amihud(w: int) -> pl.Expr:
-    """Amihud illiquidity: mean(|daily return| / yen turnover) over w bars, × 1e9 (yen per billion)."""
-    per_bar = div((div(C, lag(C)) - 1.0).abs(), VA) * 1e9
-    return ts_mean(per_bar, w).alias(f"liq_amihud_{w}d")
+    """Amihud illiquidity: mean(|daily return| / yen turnover) over w bars, × 1e9."""
+    return ts_mean(pl.col("_amihud"), w).alias(f"liq_amihud_{w}d")
 
 
 def liq_zero_ret(w: int) -> pl.Expr:
     """Share of the last w bars whose close equals the previous close (a stale-price illiquidity measure)."""
-    flat = (C == lag(C)).cast(pl.Float64)
-    return ts_mean(flat, w).alias(f"liq_zero_ret_{w}d")
+    return ts_mean(pl.col("_flat"), w).alias(f"liq_zero_ret_{w}d")
 
 
 def features() -> list[Feature]:
@@ -57,4 +70,4 @@ def features() -> list[Feature]:
     return [Feature(e) for e in exprs]
 
 
-FAMILY = Family("liq", features)
+FAMILY = Family("liq", features, inputs=inputs)

@@ -14,6 +14,7 @@ from kabuflow.features.spec import Family, Feature
 
 LEVEL, M = pl.col("mkt_level"), pl.col("mkt_ret_1d")
 TOPIX = "indices_bars_daily_topix"
+BETA_WINDOW = 60
 
 
 def mkt_ret(w: int) -> pl.Expr:
@@ -73,29 +74,36 @@ def attach(
     }
 
 
-def _moments(w: int) -> dict[str, pl.Expr]:
-    """Trailing w-bar means of r, m, r·m, m², r² (r = stock 1-day return, m = market's on the same date)."""
+def inputs() -> list[dict[str, pl.Expr]]:
+    """Window inputs: r (stock 1-day return), m (market's on the same date), their products, and the
+    trailing 60-bar means of all five, shared by beta, alpha and idiosyncratic volatility."""
     r, m = f64("ret_1d"), M
     parts = {"r": r, "m": m, "rm": r * m, "mm": m * m, "rr": r * r}
-    return {k: ts_mean(v, w) for k, v in parts.items()}
+    means = {f"_e{k}": ts_mean(pl.col(f"_{k}"), BETA_WINDOW) for k in parts}
+    return [{f"_{k}": v for k, v in parts.items()}, means]
 
 
-def mkt_beta(w: int) -> pl.Expr:
-    """OLS beta of the stock's daily returns on the market's over its last w bars."""
-    e = _moments(w)
+def _moments() -> dict[str, pl.Expr]:
+    """The trailing 60-bar means of r, m, r·m, m², r² over the stock's rows (inputs columns)."""
+    return {k: pl.col(f"_e{k}") for k in ("r", "m", "rm", "mm", "rr")}
+
+
+def mkt_beta() -> pl.Expr:
+    """OLS beta of the stock's daily returns on the market's over its last 60 bars."""
+    e, w = _moments(), BETA_WINDOW
     return div(e["rm"] - e["r"] * e["m"], e["mm"] - e["m"] ** 2).alias(f"mkt_beta_{w}d")
 
 
-def mkt_alpha(w: int) -> pl.Expr:
-    """Daily OLS intercept: mean(r) - beta · mean(m) over the last w bars."""
-    e = _moments(w)
+def mkt_alpha() -> pl.Expr:
+    """Daily OLS intercept: mean(r) - beta · mean(m) over the last 60 bars."""
+    e, w = _moments(), BETA_WINDOW
     beta = div(e["rm"] - e["r"] * e["m"], e["mm"] - e["m"] ** 2)
     return (e["r"] - beta * e["m"]).alias(f"mkt_alpha_{w}d")
 
 
-def mkt_ivol(w: int) -> pl.Expr:
-    """Idiosyncratic volatility: sqrt(var(r) - cov(r, m)^2 / var(m)) over the last w bars (population moments)."""
-    e = _moments(w)
+def mkt_ivol() -> pl.Expr:
+    """Idiosyncratic volatility: sqrt(var(r) - cov(r, m)^2 / var(m)) over the last 60 bars (population moments)."""
+    e, w = _moments(), BETA_WINDOW
     cov, var_m = e["rm"] - e["r"] * e["m"], e["mm"] - e["m"] ** 2
     resid = e["rr"] - e["r"] ** 2 - div(cov**2, var_m)
     return resid.clip(lower_bound=0.0).sqrt().alias(f"mkt_ivol_{w}d")
@@ -115,8 +123,8 @@ MARKET_COLUMNS = (
 def features() -> list[Feature]:
     """Market-level columns (joined by attach) then the stock-level exposures."""
     market = [Feature(pl.col(c), "market") for c in MARKET_COLUMNS]
-    stock = [mkt_beta(60), mkt_alpha(60), mkt_ivol(60), mkt_rs(20), mkt_rs(60)]
+    stock = [mkt_beta(), mkt_alpha(), mkt_ivol(), mkt_rs(20), mkt_rs(60)]
     return market + [Feature(e) for e in stock]
 
 
-FAMILY = Family("mkt", features, attach=attach)
+FAMILY = Family("mkt", features, attach=attach, inputs=inputs)

@@ -37,7 +37,12 @@ def ret_mom(w: int, skip: int = 20) -> pl.Expr:
 
 def ret_max(w: int) -> pl.Expr:
     """Largest daily return over the last w bars (the 'lottery' effect)."""
-    return ts_max(div(C, lag(C)) - 1.0, w).alias(f"ret_max_{w}d")
+    return ts_max(pl.col("_r1"), w).alias(f"ret_max_{w}d")
+
+
+def inputs() -> list[dict[str, pl.Expr]]:
+    """Per-bar window input: the daily simple return."""
+    return [{"_r1": div(C, lag(C)) - 1.0}]
 
 
 def features() -> list[Feature]:
@@ -47,4 +52,4 @@ def features() -> list[Feature]:
     return [Feature(e) for e in exprs]
 
 
-FAMILY = Family("ret", features)
+FAMILY = Family("ret", features, inputs=inputs)

@@ -43,4 +43,4 @@ def features() -> list[Feature]:
     return [Feature(e) for e in exprs]
 
 
-FAMILY = Family("sec", features, group_by="dsec")
+FAMILY = Family("sec", features, cross_sectional=True)

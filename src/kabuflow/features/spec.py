@@ -42,8 +42,12 @@ class Family:
     `requires` lists raw tables beyond the bars; when one is absent the family is left out of the
     output (never zero-filled) and the manifest says why. `attach` joins the family's point-in-time
     inputs onto the base frame before the expressions run; `drop` names helper columns it added.
-    `group_by`: the expressions only group by this column (`date` for `cs_*`, `dsec` for `sec_*`),
-    so they run on a copy of the columns they read sorted by it: contiguous groups are ~3x cheaper.
+    `inputs`: passes of per-bar window inputs materialized as temporary columns (dropped afterwards)
+    before the features run: an expression inside `.over` is evaluated once per stock, a plain column
+    is not, so windows over ready columns cost a fraction.
+    `cross_sectional`: the expressions group by date or date × sector only, never by stock; such
+    families run together on a copy of the columns they read sorted by (date, sector), where groups
+    are contiguous (~3x cheaper than scattered).
     """
 
     name: str
@@ -51,4 +55,5 @@ class Family:
     requires: tuple[str, ...] = ()
     attach: Attach | None = None
     drop: tuple[str, ...] = field(default_factory=tuple)
-    group_by: str | None = None
+    cross_sectional: bool = False
+    inputs: Callable[[], list[dict[str, pl.Expr]]] | None = None

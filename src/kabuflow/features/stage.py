@@ -10,62 +10,12 @@ import polars as pl
 from kabuflow import artifacts, schema, telemetry
 from kabuflow.config import Config
 from kabuflow.features import base
+from kabuflow.features.engine import compute
 from kabuflow.features.labels import labels
 from kabuflow.features.registry import FEATURES, families
 from kabuflow.features.spec import Family
 
 KEYS = ("date", "code", "s33", "mkt")
-
-
-def compute(
-    frame: pl.DataFrame,
-    tables: dict[str, pl.DataFrame],
-    cal: pl.DataFrame,
-    fams: tuple[Family, ...] = FEATURES,
-) -> tuple[pl.DataFrame, list[dict[str, str]], list[dict[str, str]], dict[str, Any]]:
-    """Run each family whose tables are present; return the frame, its feature catalogue, absences, notes.
-
-    Each family's expressions run in one lazy query, so shared sub-expressions (the same rolling mean
-    used twice) are computed once; results are cast to Float32 straight away to keep peak memory down.
-    """
-    catalogue, absent, notes = [], [], {}
-    for fam in fams:
-        missing = [t for t in fam.requires if t not in tables or tables[t].height == 0]
-        if missing:
-            absent.append({"family": fam.name, "reason": f"raw table {missing[0]} is absent or empty"})
-            continue
-        if fam.attach is not None:
-            frame, notes[fam.name] = fam.attach(frame, tables, cal)
-        feats = fam.features()
-        exprs = [f.expr.cast(pl.Float32) for f in feats]
-        frame = _by_code(frame, exprs) if fam.group_by is None else _grouped(frame, exprs, fam.group_by)
-        frame = frame.drop(fam.drop, strict=False)
-        catalogue += [{"name": f.name, "family": fam.name, "kind": f.kind} for f in feats]
-    return frame, catalogue, absent, notes
-
-
-def _by_code(frame: pl.DataFrame, exprs: list[pl.Expr]) -> pl.DataFrame:
-    """Add the columns on the (code, date)-sorted frame. Only the new columns go through the engine
-    (it would re-split every existing column into morsels) and they are kept in one chunk each."""
-    new = frame.lazy().select(exprs).collect().rechunk()
-    return frame.drop(c for c in new.columns if c in frame.columns).hstack(
-        new
-    )  # joined inputs recast in place
-
-
-def _grouped(frame: pl.DataFrame, exprs: list[pl.Expr], key: str) -> pl.DataFrame:
-    """Add columns whose expressions only group by `key`: computed on a copy of the columns they read,
-    sorted by `key`, then put back in the frame's order.
-
-    The sort is stable (rows of a group stay in code order), so sums within a group add up in the same
-    order on every run; flagging `key` as sorted lets `.over(key)` take contiguous slices.
-    """
-    needed = sorted({c for e in exprs for c in e.meta.root_names()} | {key})
-    perm = frame.select(pl.arg_sort_by(key, maintain_order=True)).to_series()
-    view = frame.select(needed).select(pl.all().gather(perm)).with_columns(pl.col(key).set_sorted())
-    out = view.lazy().select(exprs).collect(engine="in-memory")  # in-memory: ~2x the streaming engine here
-    out = out.select(pl.all().gather(perm.arg_sort()))
-    return frame.drop(c for c in out.columns if c in frame.columns).hstack(out)
 
 
 def build(

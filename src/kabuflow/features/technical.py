@@ -11,11 +11,13 @@ from kabuflow.features._ops import C, H, L, div, ema, lag, ts, ts_max, ts_mean, 
 from kabuflow.features.spec import Family, Feature
 
 MA_WINDOWS = (5, 20, 60, 200)
+MACD_FAST, MACD_SLOW, MACD_SIGNAL, ADX_N = 12, 26, 9, 14  # the inputs passes fix these periods
+SMA_WINDOWS, RSI_WINDOWS = (5, 20, 50, 60, 200), (2, 14)
 
 
 def tech_sma_gap(w: int) -> pl.Expr:
     """AdjC / SMA_w - 1."""
-    return (div(C, ts_mean(C, w)) - 1.0).alias(f"tech_sma_gap_{w}d")
+    return (div(C, sma(w)) - 1.0).alias(f"tech_sma_gap_{w}d")
 
 
 def tech_ema_gap(w: int) -> pl.Expr:
@@ -25,91 +27,105 @@ def tech_ema_gap(w: int) -> pl.Expr:
 
 def tech_sma_ratio(short: int, long: int) -> pl.Expr:
     """SMA_short / SMA_long - 1: the classic crossover signal as a number."""
-    return (div(ts_mean(C, short), ts_mean(C, long)) - 1.0).alias(f"tech_sma_ratio_{short}d_{long}d")
+    return (div(sma(short), sma(long)) - 1.0).alias(f"tech_sma_ratio_{short}d_{long}d")
 
 
-def true_range() -> pl.Expr:
-    """max(H - L, |H - C[t-1]|, |L - C[t-1]|); H - L on a stock's first bar."""
+def inputs() -> list[dict[str, pl.Expr]]:
+    """Window inputs in three passes: per-bar moves; the windows features share; MACD signal and DX."""
     prev = lag(C)
-    return pl.max_horizontal(H - L, (H - prev).abs(), (L - prev).abs())
+    up, down = H - lag(H), lag(L) - L
+    first = prev.is_null()  # no previous bar: no move, no directional movement
+    bar = {
+        "_gain": (C - prev).clip(lower_bound=0.0),
+        "_loss": (prev - C).clip(lower_bound=0.0),
+        # True range; H - L on a stock's first bar (max_horizontal skips the null terms).
+        "_tr": pl.max_horizontal(H - L, (H - prev).abs(), (L - prev).abs()),
+        "_dmp": pl.when(~first).then(pl.when((up > down) & (up > 0)).then(up).otherwise(0.0)),
+        "_dmm": pl.when(~first).then(pl.when((down > up) & (down > 0)).then(down).otherwise(0.0)),
+    }
+    smooth = {
+        "_macd": (ts(ema(C, MACD_FAST)) - ts(ema(C, MACD_SLOW))) / C,
+        "_pdm": ts(wilder(pl.col("_dmp"), ADX_N)),
+        "_mdm": ts(wilder(pl.col("_dmm"), ADX_N)),
+        # Windows several features share, computed once.
+        **{f"_sma{w}": ts_mean(C, w) for w in SMA_WINDOWS},
+        "_sd20": ts_std(C, 20),
+        "_lo14": ts_min(L, 14),
+        "_hi14": ts_max(H, 14),
+        **{f"_up{n}": ts(wilder(pl.col("_gain"), n)) for n in RSI_WINDOWS},
+        **{f"_down{n}": ts(wilder(pl.col("_loss"), n)) for n in RSI_WINDOWS},
+    }
+    pdm, mdm = pl.col("_pdm"), pl.col("_mdm")
+    last = {
+        "_macd_signal": ts(ema(pl.col("_macd"), MACD_SIGNAL)),
+        # DI+ and DI- share the ATR denominator, so DX = |DM+ - DM-| / (DM+ + DM-) of the smoothed
+        # moves; 0 on bars where neither direction has moved at all.
+        "_dx": pl.when(pdm + mdm > 0).then((pdm - mdm).abs() / (pdm + mdm)).when(pdm.is_not_null()).then(0.0),
+    }
+    return [bar, smooth, last]
+
+
+def sma(w: int) -> pl.Expr:
+    """The w-bar simple moving average of AdjC (an inputs column)."""
+    return pl.col(f"_sma{w}")
 
 
 def tech_rsi(n: int) -> pl.Expr:
     """Wilder RSI in [0, 1]: avg gain / (avg gain + avg loss); 0.5 when the price has not moved at all."""
-    d = C - lag(C)
-    # Two simple per-stock windows combined row-wise: cheaper than one compound expression per stock.
-    up, down = ts(wilder(d.clip(lower_bound=0.0), n)), ts(wilder((-d).clip(lower_bound=0.0), n))
+    up, down = pl.col(f"_up{n}"), pl.col(f"_down{n}")
     return (
         pl.when(up + down > 0).then(up / (up + down)).when(up.is_not_null()).then(0.5).alias(f"tech_rsi_{n}d")
     )
 
 
-def macd_line(fast: int = 12, slow: int = 26) -> pl.Expr:
-    """(EMA_fast - EMA_slow) / AdjC; only inside ts(...)."""
-    return (ema(C, fast) - ema(C, slow)) / C
+def tech_macd() -> pl.Expr:
+    """MACD line (EMA_12 - EMA_26) scaled by the price."""
+    return pl.col("_macd").alias(f"tech_macd_{MACD_SLOW}d")
 
 
-def tech_macd(fast: int = 12, slow: int = 26) -> pl.Expr:
-    """MACD line scaled by the price."""
-    return ts(macd_line(fast, slow)).alias(f"tech_macd_{slow}d")
+def tech_macd_signal() -> pl.Expr:
+    """EMA_9 of the scaled MACD line."""
+    return pl.col("_macd_signal").alias(f"tech_macd_signal_{MACD_SIGNAL}d")
 
 
-def tech_macd_signal(n: int = 9) -> pl.Expr:
-    """EMA_n of the scaled MACD line."""
-    return ts(ema(macd_line(), n)).alias(f"tech_macd_signal_{n}d")
-
-
-def tech_macd_hist(n: int = 9) -> pl.Expr:
+def tech_macd_hist() -> pl.Expr:
     """Scaled MACD line minus its signal."""
-    return ts(macd_line() - ema(macd_line(), n)).alias(f"tech_macd_hist_{n}d")
+    return (pl.col("_macd") - pl.col("_macd_signal")).alias(f"tech_macd_hist_{MACD_SIGNAL}d")
 
 
-def _bollinger(w: int) -> tuple[pl.Expr, pl.Expr]:
-    return ts_mean(C, w), ts_std(C, w)
+def tech_bb_pctb() -> pl.Expr:
+    """Bollinger %b over 20 bars: (AdjC - (SMA - 2 sd)) / (4 sd)."""
+    return div(C - (sma(20) - 2 * pl.col("_sd20")), 4 * pl.col("_sd20")).alias("tech_bb_pctb_20d")
 
 
-def tech_bb_pctb(w: int = 20) -> pl.Expr:
-    """Bollinger %b: (AdjC - (SMA - 2 sd)) / (4 sd)."""
-    sma, sd = _bollinger(w)
-    return div(C - (sma - 2 * sd), 4 * sd).alias(f"tech_bb_pctb_{w}d")
-
-
-def tech_bb_width(w: int = 20) -> pl.Expr:
-    """Bollinger band width 4 sd / SMA."""
-    sma, sd = _bollinger(w)
-    return div(4 * sd, sma).alias(f"tech_bb_width_{w}d")
+def tech_bb_width() -> pl.Expr:
+    """Bollinger band width over 20 bars: 4 sd / SMA."""
+    return div(4 * pl.col("_sd20"), sma(20)).alias("tech_bb_width_20d")
 
 
 def tech_atr(n: int = 14) -> pl.Expr:
     """Wilder ATR / AdjC."""
-    return ts(wilder(true_range(), n) / C).alias(f"tech_atr_{n}d")
+    return (ts(wilder(pl.col("_tr"), n)) / C).alias(f"tech_atr_{n}d")
 
 
-def tech_stoch_k(n: int = 14) -> pl.Expr:
+def tech_stoch_k(n: int = 14) -> pl.Expr:  # n: an inputs window (14)
     """Stochastic %K: (AdjC - lowest low) / (highest high - lowest low) over n bars."""
-    lo, hi = ts_min(L, n), ts_max(H, n)
+    lo, hi = pl.col(f"_lo{n}"), pl.col(f"_hi{n}")
     return div(C - lo, hi - lo).alias(f"tech_stoch_k_{n}d")
 
 
-def tech_adx(n: int = 14) -> pl.Expr:
-    """Wilder ADX in [0, 1]; DX is 0 on bars where neither direction has moved (both DIs are 0)."""
-    up, down = H - lag(H), lag(L) - L
-    plus = pl.when((up > down) & (up > 0)).then(up).otherwise(0.0)
-    minus = pl.when((down > up) & (down > 0)).then(down).otherwise(0.0)
-    first = lag(C).is_null()  # no previous bar: no directional movement is defined
-    # DI+ and DI- share the ATR denominator, so DX = |DM+ - DM-| / (DM+ + DM-) of the smoothed moves.
-    pdm, mdm = wilder(pl.when(~first).then(plus), n), wilder(pl.when(~first).then(minus), n)
-    dx = pl.when(pdm + mdm > 0).then((pdm - mdm).abs() / (pdm + mdm)).when(pdm.is_not_null()).then(0.0)
-    return ts(wilder(dx, n)).alias(f"tech_adx_{n}d")
+def tech_adx() -> pl.Expr:
+    """Wilder ADX in [0, 1]: the smoothed DX of the inputs pass."""
+    return ts(wilder(pl.col("_dx"), ADX_N)).alias(f"tech_adx_{ADX_N}d")
 
 
 def features() -> list[Feature]:
     """The family's features, in output order."""
     exprs = [tech_sma_gap(w) for w in MA_WINDOWS] + [tech_ema_gap(w) for w in MA_WINDOWS]
     exprs += [tech_sma_ratio(5, 20), tech_sma_ratio(20, 60), tech_sma_ratio(50, 200)]
-    exprs += [tech_rsi(2), tech_rsi(14), tech_macd(), tech_macd_signal(), tech_macd_hist()]
+    exprs += [*(tech_rsi(n) for n in RSI_WINDOWS), tech_macd(), tech_macd_signal(), tech_macd_hist()]
     exprs += [tech_bb_pctb(), tech_bb_width(), tech_atr(), tech_stoch_k(), tech_adx()]
     return [Feature(e) for e in exprs]
 
 
-FAMILY = Family("tech", features)
+FAMILY = Family("tech", features, inputs=inputs)
