@@ -32,9 +32,10 @@ def perturbed(t: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
     newcomer = bars({"99990": [10.0 + i for i in range(N - DAY - 1)]}, DATES[DAY + 1 :])
     out["equities_bars_daily"] = b.filter(~pl.col("Date").is_in(late.implode())).vstack(newcomer)
     m = t["equities_master"]
+    # A sector that first appears after D and sorts before every existing one.
     out["equities_master"] = m.vstack(
         m.head(2).with_columns(
-            Date=pl.lit(DATES[DAY + 1]), Code=pl.Series(["13010", "99990"]), S33=pl.lit("9050")
+            Date=pl.lit(DATES[DAY + 1]), Code=pl.Series(["13010", "99990"]), S33=pl.lit("0001")
         )
     )
     out["indices_bars_daily_topix"] = _scaled(t["indices_bars_daily_topix"], pl.col("Date") > D, ["C"], 2)

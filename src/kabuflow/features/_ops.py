@@ -22,11 +22,12 @@ import polars as pl
 O, H, L, C, V, VA = (pl.col(c) for c in ("o", "h", "l", "c", "v", "va"))  # noqa: E741
 LN2 = math.log(2.0)
 # `pos`: row number within the stock (0 = its first bar). Partition keys: `cid` is the code as a dense
-# integer (same partition as "code", cheaper to hash); `dsec` is date × SECTOR_SLOTS + sector index,
-# NO_SECTOR where the as-of sector is unknown (never null, so that sorting by it also sorts by date).
+# integer (same partition as "code", cheaper to hash); `dsec` is date × SECTOR_SLOTS + a sector id that
+# depends on the S33 value alone (not on which other sectors exist, which later data could change),
+# NO_SECTOR where the as-of sector is unknown; never null, so sorting by it also sorts by date.
 POS = pl.col("pos")
 CODE, DATE, DATE_SECTOR = "cid", "date", "dsec"
-SECTOR_SLOTS, NO_SECTOR = 1024, 1023
+SECTOR_SLOTS, NO_SECTOR = 2**32, 2**31
 
 
 def div(a: pl.Expr, b: pl.Expr) -> pl.Expr:

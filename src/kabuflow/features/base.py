@@ -98,6 +98,12 @@ def _sorted_unique(df: pl.DataFrame) -> bool:
     return bool(df["code"].is_sorted() and df.select(later.fill_null(True).all()).item())
 
 
+def _sector_id(s33: pl.Expr) -> pl.Expr:
+    """A sector id in [0, 2^31) from the S33 value alone (a hash), so the within-date order of rows, and
+    with it the order of floating-point sums over a date, cannot depend on sectors that appear later."""
+    return pl.when(s33.is_not_null()).then((s33.hash(seed=0) % NO_SECTOR).cast(pl.Int64))
+
+
 def attach_master(frame: pl.DataFrame, master: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Add `s33` and `mkt`: the latest master row dated on or before each bar (as-of, never back-filled).
 
@@ -113,7 +119,11 @@ def attach_master(frame: pl.DataFrame, master: pl.DataFrame) -> tuple[pl.DataFra
         pl.col("Code").alias("code"),
         pl.col("S33").alias("s33"),
         pl.col("Mkt").alias("mkt"),
-    ).with_columns(sid=pl.col("s33").rank("dense").cast(pl.Int64))
+    ).with_columns(sid=_sector_id(pl.col("s33")))
+    ids = m.select(
+        pl.col("s33").n_unique() - pl.col("s33").is_null().any(), pl.col("sid").drop_nulls().n_unique()
+    )
+    assert ids.row(0)[0] == ids.row(0)[1], "two S33 values share a sector id (hash collision)"
     m = m.join(codes, on="code", how="inner").drop("code")
     per_code = m.group_by("cid").agg(
         pl.len().alias("n"), (pl.col("mdate") > pl.col("first")).all().alias("later")
