@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from kabuflow.config import Config
@@ -54,6 +55,9 @@ def run_local(cfg: Config, out: Path) -> dict:
     os.environ.setdefault("KABUFLOW_THREADS", str(threads))
     _hide_docker_dir()
     from kfp import local
+
+    # The local runner warns, per task, that cluster-only settings (resources, the image) do nothing here.
+    warnings.filterwarnings("ignore", module=r"kfp\.local\..*")
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     t0 = time.perf_counter()

@@ -232,7 +232,7 @@ def _build(
     for key in ("epochs", "days_per_step", "val_stride"):
         if getattr(tc, key) < 1:
             raise ValueError(f"train.{key} must be >= 1, got {getattr(tc, key)}")
-    torch.manual_seed(tc.seed)
+    torch.manual_seed(tc.seed * 1009 + fold)  # each fold its own initial weights (ranks share them)
     model = ATFTGATFAN(cfg.model, data.X.shape[2], data.Y.shape[2]).to(data.device)
     if world > 1:
         for p in model.parameters():
@@ -250,7 +250,8 @@ def _validate(
 ) -> tuple[float, list[float]]:
     """Validation RankIC on every val_stride-th validation day (all of them are predicted at the end);
     under DDP rank 0's number for everyone, so the ranks never disagree on stopping."""
-    score, per_h = val_rank_ic(model, data, days[:: cfg.train.val_stride], w, cfg.train.bf16)
+    shuffle = cfg.train.seed if cfg.train.shuffle_labels else None
+    score, per_h = val_rank_ic(model, data, days[:: cfg.train.val_stride], w, cfg.train.bf16, shuffle)
     if world > 1:
         buf = torch.tensor([score], device=data.device)
         dist.broadcast(buf, 0)

@@ -119,10 +119,19 @@ def predict_days(
 
 @torch.no_grad()
 def val_rank_ic(
-    model: ATFTGATFAN, data: DayData, days: np.ndarray, w: torch.Tensor, bf16: bool = False
+    model: ATFTGATFAN,
+    data: DayData,
+    days: np.ndarray,
+    w: torch.Tensor,
+    bf16: bool = False,
+    shuffle_seed: int | None = None,
 ) -> tuple[float, list[float]]:
     """Early-stopping metric: mean daily Spearman of the median score vs the raw label, per horizon, and
-    their horizon-weighted mean (train.horizon_weights: one number that leans on 5d but uses all)."""
+    their horizon-weighted mean (train.horizon_weights: one number that leans on 5d but uses all).
+
+    shuffle_seed: permute each day's labels first (the shuffled-label control), so that not even the
+    choice of epoch sees a true label.
+    """
     model.eval()
     mid, per_day = tuple(model.cfg.quantiles).index(0.5), []
     for t in days:
@@ -133,6 +142,9 @@ def val_rank_ic(
         ):
             q, _ = model(b.x, b.edge_index, b.edge_attr)
         y = data.Y_raw[int(t), idx].float()  # [n, H]
+        if shuffle_seed is not None:
+            gen = torch.Generator().manual_seed(shuffle_seed + int(t))
+            y = y[torch.randperm(len(idx), generator=gen).to(y.device)]
         per_day.append(rank_ic(q.float()[..., mid], torch.nan_to_num(y), ~torch.isnan(y)))
     per_h = torch.stack(per_day).nanmean(0)  # [H]
     score = float(torch.nansum(per_h * w))
