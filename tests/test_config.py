@@ -21,6 +21,7 @@ def test_overrides_are_typed():
     assert cfg.model.quantiles == (0.5,)
     assert load("local", ["data.start=2020-01-06"]).data.start == "2020-01-06"
     assert load("local", ["train.lr=1"]).train.lr == 1.0  # an int is a fine float
+    assert load("local", ["train.lr=4e-3"]).train.lr == 0.004  # YAML 1.1 would keep this a string
 
 
 @pytest.mark.parametrize(
@@ -32,6 +33,7 @@ def test_overrides_are_typed():
         ("train.epochs=2.5", "train.epochs: expected an integer"),
         ("model.use_graph=maybe", "model.use_graph: expected true/false"),
         ("train.epochs", "not of the form section.key=value"),
+        ("train.lr=fast", "train.lr: expected a number"),
     ],
 )
 def test_bad_overrides_name_the_key(override, message):
