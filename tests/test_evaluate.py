@@ -284,3 +284,14 @@ def test_alarm_rules_by_hand():
     assert [a["kind"] for a in scorecard.alarms({"m": {"5d": stats(ls_sharpe_gross=9.0)}}, {}, 0.1, 0)] == [
         "sharpe_exceeds_icir"
     ]
+
+
+def test_a_diverged_fold_is_an_error_not_a_silent_gap(tmp_path):
+    """NaN scores (a fold whose training diverged) must stop evaluation, naming model and fold."""
+    m = make_market(n_codes=6, n_dates=30)
+    score = np.random.default_rng(0).normal(size=(30, 6))
+    score[20:] = np.nan
+    good = write_dir(tmp_path / "f0", predictions(m, "atft", 0, 0, 20, score))
+    bad = write_dir(tmp_path / "f1", predictions(m, "atft", 1, 20, 30, score))
+    with pytest.raises(StitchError, match=r"model 'atft' fold 1: 240 test predictions have no finite score"):
+        evaluate(Config(), [good, bad], tmp_path / "out")

@@ -116,3 +116,15 @@ def test_day_loss_is_weighted_pinball_plus_rank_term():
     assert day_loss(q, y, mask, quantiles, w, 0.0).item() == pytest.approx(pin.item(), rel=1e-6)
     rank = (rank_corr_loss(q[..., 1], z, mask, 0.1) * w).sum()
     assert day_loss(q, y, mask, quantiles, w, 2.0).item() == pytest.approx((pin + 2 * rank).item(), rel=1e-6)
+
+
+def test_constant_column_has_finite_gradients():
+    """A day with one labelled stock (or identical scores) has zero variance: gradients must stay finite."""
+    import torch
+
+    from kabuflow.model.losses import masked_standardize
+
+    s = torch.zeros(4, 2, requires_grad=True)
+    mask = torch.tensor([[True, True], [False, True], [False, True], [False, True]])
+    masked_standardize(s, mask).sum().backward()
+    assert torch.isfinite(s.grad).all()

@@ -155,6 +155,10 @@ def train_epoch(
     for s in range(len(mine) // dps):
         opt.zero_grad(set_to_none=True)
         loss, n = _step_loss(fwd, data, mine[s * dps : (s + 1) * dps], cfg, epoch, w)
+        if not torch.isfinite(loss):  # one degenerate day must not poison the weights for good
+            raise FloatingPointError(
+                f"non-finite training loss at epoch {epoch}, days {mine[s * dps : (s + 1) * dps]}"
+            )
         loss.backward()
         if world > 1:
             _allreduce_grads(model, world)

@@ -76,7 +76,22 @@ def stitch(dirs: list[Path]) -> tuple[pl.DataFrame, list[PredictionDir]]:
     if test.height == 0:
         raise StitchError(f"no test predictions (split == 'test') in {[str(d) for d in dirs]}")
     check_unique(test)
+    check_scores(test)
     return test.sort("model", "horizon", "code", "date"), infos
+
+
+def check_scores(test: pl.DataFrame) -> None:
+    """Raise StitchError naming model and fold when scores are missing or not finite: a diverged fold
+    would otherwise drop out of the metrics silently and make its model look better than it is."""
+    bad = (
+        test.filter(pl.col("score").is_null() | ~pl.col("score").is_finite())
+        .group_by("model", "fold")
+        .len()
+        .sort("model", "fold")
+    )
+    if bad.height:
+        m, f, n = bad.row(0)
+        raise StitchError(f"model {m!r} fold {f}: {n:,} test predictions have no finite score")
 
 
 def check_unique(test: pl.DataFrame) -> None:

@@ -19,7 +19,9 @@ def masked_standardize(y: Tensor, mask: Tensor) -> Tensor:
     n = m.sum(0).clamp_min(1.0)  # [H]
     mean = (y * m).sum(0) / n
     var = (((y - mean) * m) ** 2).sum(0) / n
-    return (y - mean) / (var.sqrt() + EPS) * m
+    # sqrt(var + EPS^2), not sqrt(var) + EPS: a constant column (one labelled stock, or identical
+    # scores) has var = 0, where d sqrt/d var is infinite and would turn every weight into NaN.
+    return (y - mean) / (var + EPS * EPS).sqrt() * m
 
 
 def pinball_loss(q: Tensor, y: Tensor, mask: Tensor, quantiles: tuple[float, ...]) -> Tensor:
