@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from kabuflow.features.crosssection import RANKED, SCORED
+
 LN2 = math.log(2.0)
 RAW_TABLES = ("equities_bars_daily", "equities_master")
 
@@ -209,19 +211,10 @@ def _sector_and_cross_section(r: _Ref) -> None:
         r.put(f"sec_z_{c}", _zscore(o[c], keys))
     for c in ("ret_5d", "liq_turnover_20d"):
         r.put(f"sec_rank_{c}", _rank01(o[c], keys))
-    ranked = (
-        "ret_1d",
-        "ret_5d",
-        "ret_20d",
-        "ret_60d",
-        "ret_mom_120d",
-        "vol_20d",
-        "liq_turnover_20d",
-        "tech_rsi_14d",
-    )
-    for c in ranked:
+    # The same column lists as the polars family: the reference recomputes, it does not re-choose.
+    for c in RANKED:
         r.put(f"cs_rank_{c}", _rank01(o[c], [d.date]))
-    for c in ("ret_5d", "ret_20d", "vol_20d", "liq_volume_ratio_20d"):
+    for c in SCORED:
         r.put(f"cs_z_{c}", _zscore(o[c], [d.date]))
     for w in (20, 60, 120, 200):
         r.put(f"flag_warm_{w}d", (r.g.cumcount() + 1 >= w).astype(float))
