@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -71,8 +72,9 @@ def measure(cfg: Config, n_stocks: int, n_days: int, device: torch.device) -> di
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t0, c0 = time.perf_counter(), time.process_time()
-    _, seen = train_epoch(fwd, model, opt, sched, data, days, c, 1, w, 0, 1)
-    _sync(device)
+    with _UtilSampler(device) as util:
+        _, seen = train_epoch(fwd, model, opt, sched, data, days, c, 1, w, 0, 1)
+        _sync(device)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     t1 = time.perf_counter()
     val_rank_ic(model, data, days + n_days, w, cfg.train.bf16)
@@ -84,18 +86,40 @@ def measure(cfg: Config, n_stocks: int, n_days: int, device: torch.device) -> di
         "train_stock_days_per_cpu_s": round(seen / cpu),
         "score_stock_days_per_s": round(n_days * n_stocks / score_wall),
         "gpu_mem_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0,
-        "gpu_utilization_pct": _gpu_utilization(device),
+        "gpu_utilization_pct": util.mean(),
     }
 
 
-def _gpu_utilization(device: torch.device) -> float | None:
-    """NVML's utilisation right after the timed epoch (None on CPU or without NVML bindings)."""
-    if device.type != "cuda":
-        return None
-    try:
-        return float(torch.cuda.utilization(device))
-    except ModuleNotFoundError:  # pynvml absent: report none rather than a made-up number
-        return None
+class _UtilSampler:
+    """Mean NVML GPU utilisation over a timed region, sampled every 0.2 s by a background thread.
+
+    One reading after the region would report whatever the last 1/6 s happened to be; the mean over the
+    epoch is the figure that says whether the GPU waits on the host. None on CPU or without NVML.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.samples, self._stop = device, [], threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.2):
+            try:
+                self.samples.append(float(torch.cuda.utilization(self.device)))
+            except (ModuleNotFoundError, RuntimeError):  # no NVML bindings: report none, not a guess
+                return
+
+    def __enter__(self) -> _UtilSampler:
+        if self.device.type == "cuda":
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def mean(self) -> float | None:
+        return round(sum(self.samples) / len(self.samples), 1) if self.samples else None
 
 
 def run(args: argparse.Namespace | None = None) -> dict[str, Any]:
