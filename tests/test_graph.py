@@ -57,6 +57,7 @@ def _cfg(**over) -> Config:
         "top_k": 1,
         "shrinkage": 0.1,
         "sector_edges": 1,
+        "residual": False,
     } | over
     return Config().with_overrides([f"graph.{k}={v}" for k, v in base.items()])
 
@@ -188,9 +189,46 @@ def test_graph_matches_naive_reference_on_random_panel(tmp_path):
     assert g["offsets"][-1] > 500
 
 
-def test_leakage_nothing_after_d_moves_edges_at_or_before_d(tmp_path):
+def test_market_residual_finds_peers_the_market_factor_hides(tmp_path):
+    """Pairs (0,1), (2,3), (4,5) share A, B, C under a market factor 5D: raw rho is 25/26 for every pair
+    across groups too; minus each session's mean, (2A - B - C)/3 per member: rho 1 within, -1/2 across."""
+    r = 0.01 * (np.stack([A, A, B, B, C, C], axis=1) + 5 * D[:, None])
+    cfg = _cfg(top_k=1, threshold=0.3, sector_edges=0)
+    graph(cfg, _panel(tmp_path / "raw", r), tmp_path / "g_raw")
+    raw = _pairs(_load(tmp_path / "g_raw"), 7)
+    across = [a[0] for (s, d), a in raw.items() if s // 2 != d // 2]
+    np.testing.assert_allclose(across, 0.9 * 25 / 26, atol=1e-6)  # the market makes strangers peers
+    graph(
+        _cfg(top_k=1, threshold=0.3, sector_edges=0, residual=True), _panel(tmp_path / "p", r), tmp_path / "g"
+    )
+    got = _pairs(_load(tmp_path / "g"), 7)
+    assert _undirected(got) == {(0, 1), (2, 3), (4, 5)}
+    for attr in got.values():
+        np.testing.assert_allclose(attr[0], 0.9, atol=1e-6)
+
+
+def test_residual_graph_is_the_raw_graph_of_hand_demeaned_returns(tmp_path):
+    """The session mean is over the stocks valid with a return that session, nothing else."""
+    r, valid, sector, market = _random_panel(4)
+    cfg = _cfg(window=15, min_obs=10, threshold=0.2, top_k=3, sector_edges=2)
+    ok = valid & np.isfinite(r)
+    mean = np.array([r[t, ok[t]].mean() if ok[t].any() else 0.0 for t in range(len(r))])
+    demeaned = np.where(ok, r - mean[:, None], np.nan)
+    graph(cfg, _panel(tmp_path / "p0", demeaned, valid, sector, market), tmp_path / "g0")
+    res = cfg.with_overrides(["graph.residual=true"])
+    graph(res, _panel(tmp_path / "p1", r, valid, sector, market), tmp_path / "g1")
+    g0, g1 = _load(tmp_path / "g0"), _load(tmp_path / "g1")
+    np.testing.assert_array_equal(g1["offsets"], g0["offsets"])
+    np.testing.assert_array_equal(g1["edge_index"], g0["edge_index"])
+    np.testing.assert_allclose(g1["edge_attr"], g0["edge_attr"], atol=1e-5)
+    assert g1["offsets"][-1] > 500
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_leakage_nothing_after_d_moves_edges_at_or_before_d(tmp_path, residual):
     r, valid, sector, market = _random_panel(2)
-    cfg, d = _cfg(window=15, min_obs=10, threshold=0.2, top_k=3, sector_edges=2), 25
+    cfg = _cfg(window=15, min_obs=10, threshold=0.2, top_k=3, sector_edges=2, residual=residual)
+    d = 25
     graph(cfg, _panel(tmp_path / "p", r, valid, sector, market), tmp_path / "g")
     rng = np.random.default_rng(3)
     r2, valid2, sector2, market2 = r.copy(), valid.copy(), sector.copy(), market.copy()

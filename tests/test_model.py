@@ -9,7 +9,13 @@ import torch
 from torch import nn
 
 from kabuflow.config import ModelConfig
-from kabuflow.model.atft_gat_fan import ATFTGATFAN, model_config_from_dict, model_config_to_dict, n_params
+from kabuflow.model.atft_gat_fan import (
+    ATFTGATFAN,
+    model_config_from_dict,
+    model_config_to_dict,
+    n_params,
+    peer_mean,
+)
 from kabuflow.model.layers import InterpretableAttention, VariableSelection, fan_split, san_split
 
 N, L, F, H = 4, 10, 3, 4
@@ -67,6 +73,27 @@ def test_graph_is_the_only_path_between_stocks():
         assert torch.equal(base[:2], moved[:2])  # stocks 0, 1: not connected to 2
         assert (not torch.allclose(base[3], moved[3])) == graph  # stock 3 hears stock 2 only via the graph
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def test_peer_mean_by_hand():
+    """Node 0 hears 1 (rho .5) and 2 (rho .25); node 1 hears 0 through a negative rho (weight 0)."""
+    x = torch.tensor([[1.0, 10.0], [2.0, 20.0], [4.0, 40.0]])
+    edges = torch.tensor([[1, 2, 0], [0, 0, 1]])  # (source, target)
+    got = peer_mean(x, edges, torch.tensor([0.5, 0.25, -0.3]))
+    expect = torch.tensor([[(0.5 * 2 + 0.25 * 4) / 0.75, (0.5 * 20 + 0.25 * 40) / 0.75], [0, 0], [0, 0]])
+    torch.testing.assert_close(got, expect)
+
+
+def test_neighbours_todays_inputs_reach_the_stock_through_the_peer_term():
+    """With the GATv2 layers removed, stock 3 still hears stock 2's last-day input (and nothing older)."""
+    torch.manual_seed(0)
+    model = ATFTGATFAN(_cfg(gat_layers=0), F, H).eval()
+    x_last, x_old = _x(), _x()
+    x_last[2, -1] += 5.0
+    x_old[2, :-1] += 5.0
+    base = model(_x(), EDGES, EDGE_ATTR)[0]
+    assert not torch.allclose(base[3], model(x_last, EDGES, EDGE_ATTR)[0][3])
+    torch.testing.assert_close(base[3], model(x_old, EDGES, EDGE_ATTR)[0][3])  # older days: GATv2's job
 
 
 def test_graph_without_edges_and_missing_graph():

@@ -92,8 +92,13 @@ class NormalizeConfig:
 
 @dataclass(frozen=True)
 class GraphConfig:
-    window: int = 60
-    min_obs: int = 40
+    # Market-residual correlations over ~a year: on the synthetic market the top-10 neighbours' mean move
+    # predicts the planted lead-lag at RankIC 0.033 against 0.008 for raw returns over 60 sessions
+    # (true peers: 0.043); a year also steadies the real set's peers. An IPO gets correlation edges
+    # once it shares min_obs sessions with a peer (sector edges from its first day).
+    window: int = 250
+    min_obs: int = 120
+    residual: bool = True  # correlate returns minus each session's cross-sectional mean
     threshold: float = 0.3
     top_k: int = 10
     shrinkage: float = 0.1

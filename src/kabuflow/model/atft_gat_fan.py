@@ -17,17 +17,24 @@ EDGE_DIM = 3  # graph edge attributes: rho, same_sector, same_market
 
 
 class GraphBlock(nn.Module):
-    """GATv2 layers over the day's stock graph, joined to the temporal state by a learned gate.
+    """Neighbours' inputs and GATv2 layers over the day's stock graph, joined to the temporal state by a gate.
 
-    g = stack of LayerNorm(g + ELU(GATv2(g, edges, edge_attr))) starting from h; then
+    g0 = h + W_p peer, peer = the rho+-weighted mean of the neighbours' inputs on the day ([N, F]);
+    g = stack of LayerNorm(g + ELU(GATv2(g, edges, edge_attr))) starting from g0; then
     out = (1 - z) * h + z * g with z = sigmoid(W [h, g]) per stock and channel, so the model can
     ignore neighbours where they carry nothing (z -> 0) and the gate is readable afterwards.
+
+    Why the peer term: a neighbour's temporal state is trained to predict the neighbour, so it need not
+    keep the neighbour's own recent move that drives a lead-lag. On the synthetic market the GATv2 stack
+    alone gained nothing over no graph (5d RankIC 0.0436 vs 0.0444, 3 seeds each), while a ridge on
+    [x, neighbour mean of x] beat one on x by 0.013: the peer term hands that mean to the GAT directly.
     """
 
-    def __init__(self, d_model: int, layers: int, heads: int, dropout: float) -> None:
+    def __init__(self, d_model: int, n_inputs: int, layers: int, heads: int, dropout: float) -> None:
         super().__init__()
         if d_model % heads:
             raise ValueError(f"model.hidden ({d_model}) must be divisible by model.gat_heads ({heads})")
+        self.peer = nn.Linear(n_inputs, d_model)
         self.convs = nn.ModuleList(
             GATv2Conv(d_model, d_model // heads, heads=heads, edge_dim=EDGE_DIM, dropout=dropout)
             for _ in range(layers)
@@ -35,13 +42,28 @@ class GraphBlock(nn.Module):
         self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(layers))
         self.gate = nn.Linear(2 * d_model, d_model)
 
-    def forward(self, h: Tensor, edge_index: Tensor, edge_attr: Tensor) -> tuple[Tensor, Tensor]:
-        """h: [N, D]; edge_index: [2, E] long; edge_attr: [E, 3] -> (out [N, D], gate [N, D])."""
-        g = h
+    def forward(
+        self, h: Tensor, x_last: Tensor, edge_index: Tensor, edge_attr: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """h: [N, D]; x_last: [N, F] the day's inputs; edge_index: [2, E] long; edge_attr: [E, 3]
+        -> (out [N, D], gate [N, D])."""
+        g = h + self.peer(peer_mean(x_last, edge_index, edge_attr[:, 0]))  # [N, D]
         for conv, norm in zip(self.convs, self.norms, strict=True):
             g = norm(g + F.elu(conv(g, edge_index, edge_attr)))  # [N, D] (heads concatenated)
         z = torch.sigmoid(self.gate(torch.cat([h, g], -1)))  # [N, D]
         return (1 - z) * h + z * g, z
+
+
+def peer_mean(x: Tensor, edge_index: Tensor, rho: Tensor) -> Tensor:
+    """Each target's mean of its source neighbours' x weighted by max(rho, 0); 0 without such a neighbour.
+
+    x: [N, F]; edge_index: [2, E] (source, target); rho: [E] -> [N, F].
+    """
+    w = rho.clamp(min=0).to(x.dtype)  # [E]
+    src, dst = edge_index
+    num = torch.zeros_like(x).index_add_(0, dst, x[src] * w[:, None])  # [N, F]
+    den = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device).index_add_(0, dst, w)  # [N]
+    return num / den.clamp(min=1e-6)[:, None]
 
 
 class QuantileHead(nn.Module):
@@ -85,7 +107,9 @@ class ATFTGATFAN(nn.Module):
         self.attn = InterpretableAttention(d, cfg.heads, cfg.dropout)
         self.attn_gate = GateAddNorm(d, cfg.dropout)
         self.ffn = GRN(d, cfg.ff_mult * d, d, cfg.dropout)  # position-wise GRN, transformer-style width
-        self.graph = GraphBlock(d, cfg.gat_layers, cfg.gat_heads, cfg.dropout) if cfg.use_graph else None
+        self.graph = (
+            GraphBlock(d, n_features, cfg.gat_layers, cfg.gat_heads, cfg.dropout) if cfg.use_graph else None
+        )
         self.head = QuantileHead(d, n_horizons, tuple(cfg.quantiles))
 
     def forward(
@@ -102,7 +126,7 @@ class ATFTGATFAN(nn.Module):
         if self.graph is not None:
             if edge_index is None or edge_attr is None:
                 raise ValueError("model.use_graph is on but no graph was passed for the day")
-            h, aux["graph_gate"] = self.graph(h, edge_index, edge_attr)  # [N, D], [N, D]
+            h, aux["graph_gate"] = self.graph(h, x[:, -1], edge_index, edge_attr)  # [N, D], [N, D]
         return self.head(h), aux
 
 
