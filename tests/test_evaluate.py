@@ -11,7 +11,7 @@ import pytest
 
 from kabuflow import schema
 from kabuflow.config import Config
-from kabuflow.evaluate import evaluate, load_champion, promote, summary_table
+from kabuflow.evaluate import attribution, evaluate, load_champion, promote, summary_table
 from kabuflow.evaluate.metrics import METRICS
 from kabuflow.evaluate.stitch import StitchError, check_unique
 
@@ -295,3 +295,91 @@ def test_a_diverged_fold_is_an_error_not_a_silent_gap(tmp_path):
     bad = write_dir(tmp_path / "f1", predictions(m, "atft", 1, 20, 30, score))
     with pytest.raises(StitchError, match=r"model 'atft' fold 1: 240 test predictions have no finite score"):
         evaluate(Config(), [good, bad], tmp_path / "out")
+
+
+def test_attribution_of_one_day_by_hand():
+    """Spearman with average ranks on 4 names: d = (0, 1, -1, 0) gives 1 - 6·2/60 = 0.8; a tie at the
+    bottom gives sqrt(0.9); a constant part (a switched-off signal) has nothing to track: null."""
+    day = dt.date(2024, 1, 2)
+    codes = ["13010", "13020", "13030", "13040"]
+    oracle = pl.DataFrame(
+        {
+            "date": [day] * 4,
+            "code": codes,
+            "oracle_5d": [4.0, 3.0, 2.0, 1.0],
+            "part_reversal_5d": [1.0, 3.0, 2.0, 4.0],
+            "part_pead_5d": [0.0, 0.0, 1.0, 2.0],
+            "part_leadlag_5d": [0.0] * 4,
+        }
+    )
+    frame = pl.DataFrame(
+        {"model": ["atft"] * 4, "horizon": [5] * 4, "date": [day] * 4, "code": codes, "score": [1.0, 2, 3, 4]}
+    )
+    got = attribution.signal_attribution(frame, oracle)
+    assert got["atft"]["5d"] == pytest.approx(
+        {"reversal": 0.8, "pead": np.sqrt(0.9), "leadlag": None, "oracle": -1.0}
+    )
+    assert (
+        attribution.signal_attribution(
+            frame, oracle.drop("part_reversal_5d", "part_pead_5d", "part_leadlag_5d")
+        )
+        == {}
+    )
+
+
+def _spearman_by_day(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over rows of the Spearman correlation of a[t] and b[t] (no ties in these draws)."""
+    ra, rb = a.argsort(axis=1).argsort(axis=1), b.argsort(axis=1).argsort(axis=1)
+    return float(np.mean([np.corrcoef(x, y)[0, 1] for x, y in zip(ra, rb, strict=True)]))
+
+
+def test_signal_attribution_end_to_end(tmp_path):
+    """A model whose score is the lead-lag part tracks it exactly (1.0), its negation at -1.0; the other
+    part and the oracle total at their hand-computed values; a constant score at 0, as in the RankIC."""
+    m = make_market(n_codes=12, n_dates=40)
+    rng = np.random.default_rng(5)
+    leadlag, reversal = rng.standard_normal((2, 40, 12))
+    n, t = len(m.codes), len(m.dates)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    pl.DataFrame(
+        {
+            "Date": np.repeat(np.array(m.dates, dtype="datetime64[D]"), n),
+            "Code": np.tile(m.codes, t),
+            **{f"oracle_{h}d": (leadlag + reversal).ravel() for h in HORIZONS},
+            "part_leadlag_5d": leadlag.ravel(),
+            "part_reversal_5d": reversal.ravel(),
+        }
+    ).write_parquet(raw / "oracle.parquet")
+    scores = {"atft": leadlag, "ridge": -leadlag, "momentum_60d": np.ones((t, n))}
+    dirs = [write_dir(tmp_path / k, predictions(m, k, 0, 0, 35, s)) for k, s in scores.items()]
+    out = tmp_path / "evaluate"
+    evaluate(TOY, dirs, out, raw=raw)
+    got = _strict_json(out / "metrics.json")["signal_attribution"]
+    assert list(got) == ["atft", "momentum_60d", "oracle", "ridge"]  # sorted keys: written by write_json
+    assert {h for hs in got.values() for h in hs} == {"5d"}  # parts only where the oracle has them
+    lead, total = leadlag[:35], (leadlag + reversal)[:35]
+    assert got["atft"]["5d"] == pytest.approx(
+        {
+            "leadlag": 1.0,
+            "reversal": _spearman_by_day(lead, reversal[:35]),
+            "oracle": _spearman_by_day(lead, total),
+        }
+    )
+    assert got["ridge"]["5d"]["leadlag"] == pytest.approx(-1.0)
+    assert got["ridge"]["5d"]["oracle"] == pytest.approx(-got["atft"]["5d"]["oracle"])
+    assert got["momentum_60d"]["5d"] == {"leadlag": 0.0, "reversal": 0.0, "oracle": 0.0}
+    assert got["oracle"]["5d"]["oracle"] == pytest.approx(1.0)
+    assert 0.5 < got["atft"]["5d"]["oracle"] < 0.85  # corr(x, x + y) = 1/√2 for independent draws
+    md = (out / "report.md").read_text()
+    assert "## Signal attribution" in md and "| model | horizon | leadlag | reversal | oracle total |" in md
+    assert "| atft | 5d | 1 | " in md and "| ridge | 5d | -1 | " in md
+    assert "<h2>Signal attribution</h2>" in (out / "report.html").read_text()
+
+
+def test_no_part_columns_no_attribution(run):
+    """The standard run's oracle has totals only (an older raw directory): nothing about attribution."""
+    met = _strict_json(run["out"] / "metrics.json")
+    assert "signal_attribution" not in met and "oracle" in met
+    assert "Signal attribution" not in (run["out"] / "report.md").read_text()
+    assert "Signal attribution" not in (run["out"] / "report.html").read_text()

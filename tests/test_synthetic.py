@@ -15,6 +15,7 @@ from kabuflow.config import Config, ConfigError, SyntheticConfig
 from kabuflow.sources import synthetic as syn
 from kabuflow.sources import synthetic_facts as facts
 from kabuflow.sources.synthetic_fins import SURPRISE_SCALE
+from kabuflow.sources.synthetic_market import MKT_DRIFT
 from kabuflow.sources.synthetic_prices import limit_width
 from kabuflow.sources.synthetic_signals import HORIZONS, SIGNALS
 from kabuflow.sources.synthetic_universe import SECTORS
@@ -321,3 +322,31 @@ def test_no_look_ahead_in_the_generator(small_market):
     assert all(np.array_equal(m.impulses[k][: t0 + 1], other.impulses[k][: t0 + 1]) for k in m.impulses)
     # ... and the perturbation is real: the oracle after t0 moves.
     assert not np.allclose(m.oracle[:, t0 + 2], other.oracle[:, t0 + 2])
+
+
+def test_oracle_carries_each_signal_term_at_the_gate_horizon(small, small_market):
+    oracle = small.extra["oracle"]
+    parts = [f"part_{name}_5d" for name in SIGNALS]
+    schema.check(oracle, schema.oracle_spec(oracle.columns), "oracle")
+    assert [c for c in oracle.columns if c.startswith("part_")] == parts  # the gate horizon only
+    # oracle_5d = sum over signals of strength x unit part + 5 x market drift x beta, row by row
+    u = small_market.universe
+    beta = oracle["Code"].replace_strict(dict(zip(u.codes, u.beta.tolist(), strict=True)))
+    total = oracle.select(pl.sum_horizontal(parts)).to_series() + 5 * MKT_DRIFT * beta
+    np.testing.assert_allclose(total.to_numpy(), oracle["oracle_5d"].to_numpy(), rtol=0, atol=1e-15)
+    m = syn.simulate(SMALL, keep_parts=True)
+    k = HORIZONS.index(5)
+    for name in SIGNALS:
+        unit = m.parts[name][k].T[m.bar.T]  # the (Code, Date) order of the table
+        np.testing.assert_array_equal(oracle[f"part_{name}_5d"].to_numpy(), getattr(SMALL, name) * unit)
+        assert oracle[f"part_{name}_5d"].std() > 1e-4, name  # every default signal is on
+
+
+def test_oracle_terms_follow_the_gate_horizon_and_switched_off_signals_are_zero():
+    tiny = dataclasses.replace(SMALL, n_stocks=20, end="2021-09-30", leadlag=0.0)
+    cfg = _cfg(tiny).with_overrides(["evaluate.gate_horizon=10d"])
+    oracle = syn.load(cfg).extra["oracle"]
+    assert [c for c in oracle.columns if c.startswith("part_")] == [f"part_{n}_10d" for n in SIGNALS]
+    assert oracle["part_leadlag_10d"].abs().max() == 0.0 and oracle["part_reversal_10d"].abs().max() > 0
+    with pytest.raises(ConfigError, match="evaluate.gate_horizon must be one of 1d, 5d, 10d, 20d, got '3d'"):
+        syn.load(_cfg(tiny).with_overrides(["evaluate.gate_horizon=3d"]))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import polars as pl
 
 F64 = pl.Float64
@@ -101,6 +103,15 @@ HORIZON_COLS = ("y_1d", "y_5d", "y_10d", "y_20d")
 # Oracle (synthetic source only): the true expected label given everything public at the close of
 # `date`, same convention as the labels (y_h(t) = AdjC[t+1+h]/AdjC[t+1] - 1).
 ORACLE = {"Date": pl.Date(), "Code": STR, **{f"oracle_{h[2:]}": F64 for h in HORIZON_COLS}}
+# Optional beside them, Float64: each planted signal's term of the oracle, `part_<signal>_<h>d` (e.g.
+# part_leadlag_5d), at the horizons the source chose; evaluate attributes the scores to them when present.
+ORACLE_PART = re.compile(r"^part_(?P<signal>[a-z][a-z0-9_]*)_(?P<h>\d+)d$")
+
+
+def oracle_spec(columns: list[str]) -> dict[str, pl.DataType]:
+    """ORACLE plus the optional part columns among `columns`: what an oracle file with them must hold."""
+    return {**ORACLE, **{c: F64 for c in columns if ORACLE_PART.match(c)}}
+
 
 # Predictions written by train-fold (val and test dates), predict, and the oracle for evaluate.
 PREDICTIONS: dict[str, pl.DataType] = {

@@ -14,7 +14,7 @@ import polars as pl
 from kabuflow import telemetry
 from kabuflow.artifacts import atomic_write, read_json, stamp, write_json, write_parquet
 from kabuflow.config import Config, EvaluateConfig, code_version
-from kabuflow.evaluate import backtest, gate, metrics, report, scorecard, stitch
+from kabuflow.evaluate import attribution, backtest, gate, metrics, report, scorecard, stitch
 from kabuflow.evaluate.gate import champion_uri, load_champion, promote
 from kabuflow.evaluate.report import summary_table
 
@@ -43,17 +43,22 @@ def evaluate(
 
     `predictions` are train-fold output directories; a directory there without predictions.parquet but
     with a manifest.json (e.g. the features stage output) only feeds the report's data summary, as do
-    `raw` (which also supplies oracle.parquet) and `features`. Returns the manifest (out/manifest.json).
+    `raw` (which also supplies oracle.parquet) and `features`. When the oracle carries each planted
+    signal's part, metrics.json gains "signal_attribution" (evaluate.attribution). Returns the manifest
+    (out/manifest.json).
     """
     out = Path(out)
     with telemetry.stage("evaluate") as rec:
         pred_dirs, data_dirs = _classify([Path(p) for p in predictions])
         test, infos = stitch.stitch(pred_dirs)
         rec.rows_in = test.height
-        oracle_rows = stitch.attach_oracle(test, raw)
+        oracle = stitch.read_oracle(raw)
+        oracle_rows = stitch.attach_oracle(test, oracle)
         frame = pl.concat([test, oracle_rows]) if oracle_rows is not None else test
         disagree = stitch.label_disagreement(test)
         result, tables = _score(cfg.evaluate, frame, disagree)
+        if signals := attribution.signal_attribution(frame, oracle):
+            result["signal_attribution"] = signals
         result["data"] = _data(cfg, test, infos, [*data_dirs, *(p for p in (raw, features) if p)], disagree)
         result["variable_selection"] = stitch.read_vsn_weights(infos)
         result["gate"] = _gate(cfg, _clean(result), tables.daily, infos, out)

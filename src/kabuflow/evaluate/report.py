@@ -9,6 +9,7 @@ from typing import Any
 import polars as pl
 
 from kabuflow.evaluate import plots
+from kabuflow.evaluate.attribution import ABOUT as ATTRIBUTION_ABOUT
 from kabuflow.evaluate.metrics import DEFINITIONS, METRICS
 from kabuflow.evaluate.scorecard import horizon_of, model_rank
 from kabuflow.evaluate.stitch import ORACLE
@@ -123,6 +124,27 @@ def _summary_rows(metrics: dict[str, Any]) -> tuple[list[str], list[list[Any]], 
     return header, rows, classes
 
 
+def _attribution_rows(metrics: dict[str, Any]) -> tuple[list[str], list[list[Any]], list[str]]:
+    """Signal attribution by model and horizon: the signals in the order given, the oracle total last."""
+    per_model = metrics.get("signal_attribution") or {}
+    signals = list(
+        dict.fromkeys(k for hs in per_model.values() for s in hs.values() for k in s if k != ORACLE)
+    )
+    rows, classes = [], []
+    for m in sorted(per_model, key=model_rank):
+        for h, s in _by_horizon(per_model[m]):
+            rows.append([m, h, *(s.get(k) for k in signals), s.get(ORACLE)])
+            classes.append("oracle" if m == ORACLE else "")
+    return ["model", "horizon", *signals, "oracle total"], rows, classes
+
+
+def _attribution_html(metrics: dict[str, Any]) -> str:
+    if not metrics.get("signal_attribution"):
+        return ""
+    header, rows, classes = _attribution_rows(metrics)
+    return f"<h2>Signal attribution</h2><p>{_e(ATTRIBUTION_ABOUT)}</p>" + _table(header, rows, classes)
+
+
 def _ordered(per_model: dict[str, dict[str, Any]]) -> list[tuple[str, str, Any]]:
     """(model, horizon, value) of a {model: {"5d": value}} mapping, models then horizons in order."""
     return [(m, h, v) for m in sorted(per_model, key=model_rank) for h, v in _by_horizon(per_model[m])]
@@ -216,6 +238,7 @@ def render_html(
             "<h2>Leakage alarms</h2>" + _alarms_html(metrics.get("alarms", [])),
             "<h2>Promotion gate</h2>" + _gate_html(metrics.get("gate", {})),
             "<h2>Summary</h2>" + _table(header, rows, classes),
+            _attribution_html(metrics),
             _figures_html(metrics, daily, pnl, deciles),
             _tables_html(metrics),
             '<pre id="image-check" class="meta"></pre>',
@@ -243,6 +266,11 @@ def render_markdown(metrics: dict[str, Any]) -> str:
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    if metrics.get("signal_attribution"):
+        header, rows, _ = _attribution_rows(metrics)
+        lines += ["", "## Signal attribution", "", ATTRIBUTION_ABOUT, "", "| " + " | ".join(header) + " |"]
+        lines.append("|" + "---|" * len(header))
+        lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 

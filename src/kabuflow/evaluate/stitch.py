@@ -127,15 +127,22 @@ def check_unique(test: pl.DataFrame) -> None:
         )
 
 
-def attach_oracle(test: pl.DataFrame, raw: str | Path | None) -> pl.DataFrame | None:
-    """Oracle rows (model "oracle") scored by raw/oracle.parquet on exactly the (date, code, horizon)
-    cells the models were evaluated on, with the same labels; None when there is no oracle."""
+def read_oracle(raw: str | Path | None) -> pl.DataFrame | None:
+    """raw/oracle.parquet as (date, code, oracle_*[, part_*]), cast to schema.oracle_spec; None when
+    there is no oracle (real data)."""
     if raw is None or not (Path(raw) / "oracle.parquet").exists():
         return None
     path = Path(raw) / "oracle.parquet"
-    oracle = schema.cast(pl.read_parquet(path), schema.ORACLE, str(path)).rename(
-        {"Date": "date", "Code": "code"}
-    )
+    df = pl.read_parquet(path)
+    spec = schema.oracle_spec(df.columns)
+    return schema.cast(df, spec, str(path)).select(list(spec)).rename({"Date": "date", "Code": "code"})
+
+
+def attach_oracle(test: pl.DataFrame, oracle: pl.DataFrame | None) -> pl.DataFrame | None:
+    """Oracle rows (model "oracle") scored by the oracle (read_oracle) on exactly the (date, code,
+    horizon) cells the models were evaluated on, with the same labels; None when there is no oracle."""
+    if oracle is None:
+        return None
     cells = (
         test.filter(pl.col("model") != ORACLE)
         .group_by("date", "code", "horizon")

@@ -5,9 +5,11 @@ regimes, 33 sectors, size/value/momentum styles, latent cross-sector clusters, f
 idiosyncratic shocks) plus six planted, weak signals (synthetic_signals). Raw tables come out in
 exactly the J-Quants v2 shape the other sources produce; `extra["oracle"]` holds, for every
 stock-day with a bar, the true expected label E[y_h(t) | state at the close of t] for h = 1, 5, 10,
-20 sessions (y_h(t) = AdjC[t+1+h] / AdjC[t+1] - 1). The oracle knows latent quantities (the true
-residual return, the attention shock, each stock's long-run volatility) that the tables show only
-through noisy proxies, so it bounds what any model can reach. Same seed, same bytes.
+20 sessions (y_h(t) = AdjC[t+1+h] / AdjC[t+1] - 1), and beside it, at the evaluate gate horizon, each
+signal's term of that expectation (`part_<signal>_<h>d`: what evaluate attributes scores to). The
+oracle knows latent quantities (the true residual return, the attention shock, each stock's long-run
+volatility) that the tables show only through noisy proxies, so it bounds what any model can reach.
+Same seed, same bytes.
 """
 
 from __future__ import annotations
@@ -122,11 +124,20 @@ def simulate(
     return Market(s, dates, u, sched, shocks, bar, ann, x, r, mu, oracle, parts, p)
 
 
-def oracle_table(m: Market) -> pl.DataFrame:
-    """schema.ORACLE rows for every stock-day with a bar, sorted by (Code, Date)."""
+def oracle_table(m: Market, parts_at: tuple[int, ...] = ()) -> pl.DataFrame:
+    """schema.ORACLE rows for every stock-day with a bar, sorted by (Code, Date); with `parts_at`, also
+    each signal's term of the oracle at those horizons, `part_<signal>_<h>d` = strength x unit part (the
+    oracle is their sum plus h x market drift x beta). Needs a market simulated with keep_parts."""
+    assert not parts_at or set(m.parts) == set(signals.SIGNALS), "simulate(..., keep_parts=True) first"
     i, t = np.nonzero(m.bar.T)
     cols = {"Date": m.dates[t], "Code": pl.Series(m.universe.codes).gather(i)}
     cols |= {f"oracle_{h}d": m.oracle[k].T[m.bar.T] for k, h in enumerate(signals.HORIZONS)}
+    for h in parts_at:
+        k = signals.HORIZONS.index(h)
+        cols |= {
+            f"part_{name}_{h}d": getattr(m.cfg, name) * m.parts[name][k].T[m.bar.T]
+            for name in signals.SIGNALS
+        }
     return pl.DataFrame(cols)
 
 
@@ -166,8 +177,12 @@ def build_tables(m: Market) -> dict[str, pl.DataFrame]:
 
 def load(cfg: Config) -> SourceResult:
     """The synthetic source: raw tables, the oracle beside them, and what was planted (notes)."""
-    s = resolve(cfg)
-    m = simulate(s)
+    s, gate_h = resolve(cfg), _gate_horizon(cfg)
+    m = simulate(s, keep_parts=True)
+    # The parts at the gate horizon only (evaluate's signal attribution reads them; all four horizons
+    # would more than double the file); dropped before the tables are built, to keep the peak down.
+    oracle = oracle_table(m, parts_at=(gate_h,))
+    m = replace(m, parts={})
     notes = {
         "seed": s.seed,
         "n_stocks": s.n_stocks,
@@ -179,4 +194,14 @@ def load(cfg: Config) -> SourceResult:
         "oracle": "E[sum of daily returns of sessions t+2..t+1+h | generator state at the close of t]",
         "surprise": "(NP * 4 / q - forecast in force) / previous Eq; forecast = FNP, or NxFNp after FY",
     }
-    return SourceResult(tables=build_tables(m), extra={"oracle": oracle_table(m)}, notes=notes)
+    return SourceResult(tables=build_tables(m), extra={"oracle": oracle}, notes=notes)
+
+
+def _gate_horizon(cfg: Config) -> int:
+    """evaluate.gate_horizon ("5d") as sessions, checked against the horizons the oracle has."""
+    known = {f"{h}d": h for h in signals.HORIZONS}
+    if cfg.evaluate.gate_horizon not in known:
+        raise ConfigError(
+            f"evaluate.gate_horizon must be one of {', '.join(known)}, got {cfg.evaluate.gate_horizon!r}"
+        )
+    return known[cfg.evaluate.gate_horizon]
