@@ -10,12 +10,13 @@ import polars as pl
 import pytest
 import torch
 from tiny_market import make_market
+from torch import nn
 
 from kabuflow import schema
 from kabuflow.config import Config
 from kabuflow.normalize import load_panel
 from kabuflow.train import train_fold
-from kabuflow.train_atft import fit_atft
+from kabuflow.train_atft import FitState, _end_epoch, fit_atft
 from kabuflow.train_data import DayData, fold_days, load_graph, read_fold
 from kabuflow.train_predict import load_model, predict_dates
 
@@ -100,10 +101,10 @@ def test_model_file_loads_and_predicts_live(trained, market):
         predict_dates(out, market["panel"], market["graph"], [dt.date(1999, 1, 4)])
 
 
-@pytest.mark.parametrize("extra", [(), ("train.ema_decay=0.9", "train.patience=0")])
+@pytest.mark.parametrize("extra", [("train.patience=1",), ("train.ema_decay=0.9", "train.patience=0")])
 def test_resume_after_kill_gives_identical_weights(trained, market, tmp_path, extra):
     """Kill after epoch 1 of 2, rerun train-fold in the same directory: same weights as uninterrupted
-    (with weight averaging too: its state travels in the checkpoint)."""
+    (with early stopping's best weights, and with weight averaging: their state travels in the checkpoint)."""
     cfg = _cfg(*extra)
     panel, graph = load_panel(market["panel"]), load_graph(market["graph"])
     days = fold_days(read_fold(market["folds"], 0), panel.dates)
@@ -117,12 +118,27 @@ def test_resume_after_kill_gives_identical_weights(trained, market, tmp_path, ex
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 1
     train_fold(cfg, panel, market["graph"], market["folds"], 0, "atft", tmp_path)
     assert json.loads((tmp_path / "metrics.json").read_text())["resumed_from_epoch"] == 1
-    straight_dir = trained[0] if not extra else tmp_path / "straight"
-    if extra:
-        train_fold(cfg, panel, market["graph"], market["folds"], 0, "atft", straight_dir)
+    straight_dir = tmp_path / "straight"
+    train_fold(cfg, panel, market["graph"], market["folds"], 0, "atft", straight_dir)
     resumed, straight = _weights(tmp_path), _weights(straight_dir)
     assert resumed.keys() == straight.keys()
     assert all(torch.equal(resumed[k], straight[k]) for k in straight)
+
+
+def test_early_stopping_keeps_the_best_epoch_and_stops_after_patience():
+    """Validation 0.10, 0.20, 0.15, 0.12 with patience 2: best epoch 1 (its weights), stop after epoch 3."""
+    model, st = nn.Linear(1, 1), FitState()
+    for epoch, score in enumerate([0.10, 0.20, 0.15, 0.12]):
+        with torch.no_grad():
+            model.weight.fill_(epoch)
+        assert not st.stopped
+        _end_epoch(st, score, model, patience=2)
+    assert st.stopped and st.best_epoch == 1 and st.best_score == 0.20 and st.epoch == 4
+    assert float(st.best_state["weight"]) == 1.0
+    off = FitState()
+    for score in [0.3, 0.2, 0.1, 0.0]:
+        _end_epoch(off, score, model, patience=0)
+    assert not off.stopped and off.best_epoch == 0  # patience 0: never stops (the caller keeps the last)
 
 
 def test_no_leakage_from_dates_after_train_end(market, tmp_path):
