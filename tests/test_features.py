@@ -76,6 +76,22 @@ def test_cs_rank_ret_1d(tiny_out):
     assert [col(tiny_out, k, "cs_rank_ret_1d")[1] for k in (A, B, C)] == [1.0, 0.5, 0.0]
 
 
+def test_cs_family_run_by_date_equals_over_the_date():
+    """The cs family runs in a group_by over dates (Family.by): the numbers `.over("date")` gives."""
+    m = random_market(n_codes=6, n_sessions=40, seed=11)
+    out = build({k: m[k] for k in ("equities_bars_daily", "equities_master")}, H)[0]
+    x = pl.col("ret_5d").cast(pl.Float64)
+    n = x.count().over("date")
+    want = out.select(
+        rank=pl.when(n > 1).then((x.rank("average").over("date") - 1) / (n - 1)),
+        z=(x - x.mean().over("date")) / x.std().over("date"),
+    )
+    got = out.select(rank=pl.col("cs_rank_ret_5d"), z=pl.col("cs_z_ret_5d")).cast(pl.Float64)
+    assert got.null_count().row(0) == want.null_count().row(0) == (5 * 6, 5 * 6)
+    for c in ("rank", "z"):
+        assert (got[c] - want[c]).abs().max() < 1e-6, c
+
+
 def test_flag_warm_20d():
     closes = {A: [100.0 + i for i in range(25)]}
     out = build(tiny(closes), H)[0]

@@ -1,16 +1,17 @@
-"""Expression helpers: `ts_*` run over each stock's own rows (by its code), `cs_*` over one date."""
+"""Expression helpers: `ts_*` run over each stock's own rows (by its code), `cs_*` within one date."""
 
 # Every time-series helper looks backwards only (shift by a positive n, trailing rolling windows,
 # recursive EMAs), so a value at row t is a function of rows ≤ t of the same stock. Rows are sorted by
 # (code, date) before any of these run; windows count the stock's own bars.
 #
-# How "over the stock's rows" is computed. Rolling windows and EWMs run `.over(CODE)`: each stock's
-# kernel starts from scratch, so not even rounding residue crosses from one stock into another.
-# Shifts (`lag`) need no partition: on the (code, date)-sorted frame, a shift by n at a row whose
-# position within its code (`pos`) is ≥ n lands on the same code, and below that it is nulled,
-# exactly what `.shift(n).over("code")` gives (tests/test_features.py checks it) without evaluating
-# the expression once per stock. Window inputs are best plain columns (Family.inputs): an expression
-# inside `.over` is evaluated once per stock.
+# How "over the stock's rows" is computed. Rolling sums, moments and EWMs run `.over(CODE)`: each
+# stock's kernel starts from scratch, so not even rounding residue crosses from one stock into another
+# (a whole-column running sum would carry it). Shifts (`lag`) and rolling max/min need no partition: on
+# the (code, date)-sorted frame, a shift by n at a row whose position within its code (`pos`) is ≥ n
+# lands on the same code, as does a full w-bar window at pos ≥ w-1; below that it is nulled. That is
+# exactly what `.over("code")` gives (tests/test_features.py checks it; a max has no running state to
+# carry), without splitting the column by stock. Window inputs are best plain columns (Family.inputs):
+# an expression inside `.over` is evaluated once per stock.
 
 from __future__ import annotations
 
@@ -70,13 +71,13 @@ def ts_var(e: pl.Expr, w: int) -> pl.Expr:
 
 
 def ts_max(e: pl.Expr, w: int) -> pl.Expr:
-    """Trailing maximum over the stock's last w bars."""
-    return _window(e, w, "max")
+    """Trailing maximum over the stock's last w bars (a whole-column window, masked like `lag`)."""
+    return pl.when(POS >= w - 1).then(e.rolling_max(w, min_samples=w))
 
 
 def ts_min(e: pl.Expr, w: int) -> pl.Expr:
-    """Trailing minimum over the stock's last w bars."""
-    return _window(e, w, "min")
+    """Trailing minimum over the stock's last w bars (a whole-column window, masked like `lag`)."""
+    return pl.when(POS >= w - 1).then(e.rolling_min(w, min_samples=w))
 
 
 def ts(e: pl.Expr) -> pl.Expr:
@@ -99,13 +100,16 @@ def wilder(e: pl.Expr, n: int) -> pl.Expr:
 
 
 def cs_rank(e: pl.Expr) -> pl.Expr:
-    """Rank within the date scaled to [0, 1]: (rank - 1) / (n - 1), ties averaged; null when n < 2."""
-    return grp_rank(e, DATE)
+    """Rank within the group scaled to [0, 1]: (rank - 1) / (n - 1), ties averaged; null when n < 2.
+
+    In-group: only in a family run `by` the date (Family.by), where it ranks among the date's stocks.
+    """
+    return div(e.rank("average") - 1.0, e.count().cast(pl.Float64) - 1.0)
 
 
 def cs_z(e: pl.Expr) -> pl.Expr:
-    """(e - mean) / std (ddof=1) within the date; null when the std is 0 or undefined."""
-    return div(e - e.mean().over(DATE), e.std().over(DATE))
+    """(e - mean) / std (ddof=1) within the group, like cs_rank; null when the std is 0 or undefined."""
+    return div(e - e.mean(), e.std())
 
 
 def _keyed(e: pl.Expr, key: str) -> pl.Expr:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from kabuflow.features._ops import cs_rank, cs_z, f64
+from kabuflow.features._ops import DATE, cs_rank, cs_z, f64
 from kabuflow.features.spec import Family, Feature
 
 RANKED = (
@@ -35,4 +35,5 @@ def features() -> list[Feature]:
     return [Feature(cs_rank_of(c)) for c in RANKED] + [Feature(cs_z_of(c)) for c in SCORED]
 
 
-FAMILY = Family("cs", features, cross_sectional=True)
+# Run by date: each expression sees one date's stocks (a group_by; see Family.by).
+FAMILY = Family("cs", features, cross_sectional=True, by=DATE)

@@ -12,38 +12,42 @@ import polars as pl
 from kabuflow.config import HORIZONS
 
 
-def _bar_at(key: np.ndarray, close: np.ndarray, offset: int) -> np.ndarray:
+def _bar_at(key: np.ndarray, close: np.ndarray, offset: int, scratch: np.ndarray) -> np.ndarray:
     """AdjC of the same stock `offset` sessions after each row, NaN where it has no bar that session.
 
     `key` = code index · 2^32 + session position, strictly increasing over the (code, date)-sorted
-    frame, so a binary search finds the target (code, session) or proves it absent.
+    frame, so a binary search finds the target (code, session) or proves it absent. `scratch` is
+    int64 work space as long as `key`, shared between calls: fresh memory, not arithmetic, is what
+    full-length temporaries cost.
     """
     n = len(key)
-    target = key + offset
-    # Fast path: with no missing session in between, the target is exactly `offset` rows ahead.
-    idx = np.minimum(np.arange(n) + offset, n - 1)
-    miss = key[idx] != target
-    # Otherwise (a halt, the stock's last rows) binary-search the few remaining rows.
-    idx[miss] = np.minimum(np.searchsorted(key, target[miss]), n - 1)
-    hit = key[idx] == target
     out = np.full(n, np.nan)
-    out[hit] = close[idx[hit]]
+    m = max(n - offset, 0)
+    # Fast path: with no missing session in between, the target is exactly `offset` rows ahead.
+    ahead = key[offset:] == np.add(key[:m], offset, out=scratch[:m])
+    np.copyto(out[:m], close[offset:], where=ahead)
+    # Otherwise (a halt, the stock's last rows) binary-search the few remaining rows.
+    rest = np.concatenate([np.flatnonzero(~ahead), np.arange(m, n)])
+    target = key[rest] + offset
+    idx = np.minimum(np.searchsorted(key, target), n - 1)
+    hit = key[idx] == target
+    out[rest[hit]] = close[idx[hit]]
     return out
 
 
 def labels(frame: pl.DataFrame, horizons: tuple[int, ...] = HORIZONS) -> pl.DataFrame:
     """Columns `y_{h}d` (Float64, null where unknown) for a frame sorted by (code, date) with `sess` and `c`."""
     assert frame["code"].is_sorted(), "labels need the frame sorted by (code, date)"
-    code_id = (
-        frame.select(pl.col("code").rle_id()).to_series() if "cid" not in frame.columns else frame["cid"]
-    )
-    code_id = code_id.to_numpy().astype(np.int64)
-    key = (code_id << 32) + frame["sess"].to_numpy().astype(np.int64)
-    assert np.all(np.diff(key) > 0), "labels need rows sorted by (code, date) with one row per session"
-    close = frame["c"].to_numpy().astype(np.float64)
-    entry = _bar_at(key, close, 1)
-    cols = [
-        pl.Series(f"y_{h}d", _bar_at(key, close, 1 + h) / entry - 1.0, dtype=pl.Float64, nan_to_null=True)
-        for h in horizons
-    ]
+    code_id = pl.col("cid") if "cid" in frame.columns else pl.col("code").rle_id()
+    key = frame.select(code_id.cast(pl.Int64) * 2**32 + pl.col("sess")).to_series().to_numpy()
+    assert (key[1:] > key[:-1]).all(), "labels need rows sorted by (code, date) with one row per session"
+    close = frame["c"].cast(pl.Float64).to_numpy()
+    scratch = np.empty_like(key)
+    entry = _bar_at(key, close, 1, scratch)
+    cols = []
+    for h in horizons:
+        y = _bar_at(key, close, 1 + h, scratch)
+        np.divide(y, entry, out=y)
+        y -= 1.0
+        cols.append(pl.Series(f"y_{h}d", y, dtype=pl.Float64, nan_to_null=True))
     return pl.DataFrame(cols)

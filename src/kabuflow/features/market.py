@@ -64,6 +64,10 @@ def attach(
     daily, source = market_frame(frame, tables)
     exprs = [mkt_ret(w) for w in (5, 20, 60)] + [mkt_vol(20), mkt_vol(60), mkt_trend(20), mkt_trend(60)]
     daily = daily.with_columns(*exprs, mkt_drawdown(252)).drop("mkt_level")
+    # Columns no stock-level feature reads are stored as Float32 anyway: cast the one row per date
+    # before the join spreads it over every stock row (half the bytes, the same values).
+    stored_only = [c for c in MARKET_COLUMNS if c not in READ_AT_FULL_PRECISION]
+    daily = daily.with_columns(pl.col(stored_only).cast(pl.Float32))
     note = {
         "topix": "TOPIX (indices_bars_daily_topix)",
         "proxy_equal_weight": "no TOPIX table: equal-weight mean of the stocks' 1-day returns per date",
@@ -75,12 +79,12 @@ def attach(
 
 
 def inputs() -> list[dict[str, pl.Expr]]:
-    """Window inputs: r (stock 1-day return), m (market's on the same date), their products, and the
-    trailing 60-bar means of all five, shared by beta, alpha and idiosyncratic volatility."""
+    """Window inputs: the trailing 60-bar means of r (stock 1-day return), m (market's on the same
+    date) and their products, shared by beta, alpha and idiosyncratic volatility. The products are
+    cheap enough to form inside the windows: materializing them first costs more in fresh memory."""
     r, m = f64("ret_1d"), M
     parts = {"r": r, "m": m, "rm": r * m, "mm": m * m, "rr": r * r}
-    means = {f"_e{k}": ts_mean(pl.col(f"_{k}"), BETA_WINDOW) for k in parts}
-    return [{f"_{k}": v for k, v in parts.items()}, means]
+    return [{f"_e{k}": ts_mean(v, BETA_WINDOW) for k, v in parts.items()}]
 
 
 def _moments() -> dict[str, pl.Expr]:
@@ -114,6 +118,7 @@ def mkt_rs(w: int) -> pl.Expr:
     return (f64(f"ret_{w}d") - pl.col(f"mkt_ret_{w}d")).alias(f"mkt_rs_{w}d")
 
 
+READ_AT_FULL_PRECISION = ("mkt_ret_1d", "mkt_ret_20d", "mkt_ret_60d")  # by inputs() and mkt_rs
 MARKET_COLUMNS = (
     "mkt_ret_1d", "mkt_ret_5d", "mkt_ret_20d", "mkt_ret_60d", "mkt_vol_20d", "mkt_vol_60d",
     "mkt_trend_20d", "mkt_trend_60d", "mkt_dd_252d", "mkt_breadth_1d",

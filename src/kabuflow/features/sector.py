@@ -32,8 +32,8 @@ def sec_z(col: str) -> pl.Expr:
 
 
 def sec_rank(col: str) -> pl.Expr:
-    """In-sector rank of a stock feature on the date, in [0, 1]."""
-    return grp_rank(f64(col)).alias(f"sec_rank_{col}")
+    """In-sector rank of a stock feature on the date, in [0, 1] (ranks need no float64 copy)."""
+    return grp_rank(pl.col(col)).alias(f"sec_rank_{col}")
 
 
 def features() -> list[Feature]:

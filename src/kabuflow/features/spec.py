@@ -48,6 +48,9 @@ class Family:
     `cross_sectional`: the expressions group by date or date × sector only, never by stock; such
     families run together on a copy of the columns they read sorted by (date, sector), where groups
     are contiguous (~3x cheaper than scattered).
+    `by`: for a cross-sectional family, the key whose groups its expressions run within (a group_by,
+    one value per row); None: plain expressions that carry their own `.over`. The group_by ranks ~2x
+    faster than `.over` across the ~2,000 stocks of a date, but is slower over small date × sector groups.
     """
 
     name: str
@@ -56,4 +59,8 @@ class Family:
     attach: Attach | None = None
     drop: tuple[str, ...] = field(default_factory=tuple)
     cross_sectional: bool = False
+    by: str | None = None
     inputs: Callable[[], list[dict[str, pl.Expr]]] | None = None
+
+    def __post_init__(self) -> None:
+        assert self.by is None or self.cross_sectional, "only a cross-sectional family runs by group"

@@ -24,6 +24,9 @@ def build(
     """Features and labels for raw tables in memory: the output frame and the manifest's content."""
     cal = base.calendar_for(tables)
     frame, dropped = base.bars_frame(tables[base.BARS], cal)
+    # No family reads the raw bars again: without this reference the largest table's memory can be
+    # reused (when the caller holds none either) rather than the features taking fresh pages.
+    tables = {name: t for name, t in tables.items() if name != base.BARS}
     frame, master = base.attach_master(frame, tables[base.MASTER])
     frame, catalogue, absent, notes = compute(frame, tables, cal, fams)
     ys = labels(frame, horizons)
@@ -49,10 +52,10 @@ def build(
 def features(cfg: Config, raw: str | Path, out: str | Path) -> dict[str, Any]:
     """The stage: read `raw/<table>.parquet`, write `out/features.parquet` and `out/manifest.json`."""
     with telemetry.stage("features") as rec:
-        tables = base.read_raw(raw)
-        rec.rows_in = tables[base.BARS].height
         fams = families(tuple(cfg.features.families) or None)
-        frame, info = build(tables, tuple(cfg.features.horizons), fams)
+        # The tables go straight into build, which lets go of the raw bars once it has the base frame.
+        frame, info = build(base.read_raw(raw), tuple(cfg.features.horizons), fams)
+        rec.rows_in = info["rows"] + sum(info["dropped"].values())  # the raw bars
         check_output(frame, info)
         write_features(Path(out) / "features.parquet", frame)
         manifest = {**info, **artifacts.stamp(cfg, stage="features")}

@@ -13,11 +13,14 @@ WINDOWS = (5, 10, 20, 60)
 
 
 def inputs() -> list[dict[str, pl.Expr]]:
-    """Per-bar window inputs, from log prices (four logs per bar instead of one per ratio)."""
-    lo, lh, ll, lc = (x.log() for x in (O, H, L, C))
+    """Per-bar window inputs, from log prices: the four logs are a pass of their own, since the engine
+    would recompute a log at each of its ~20 reads below (it merges no repeated sub-expressions)."""
+    logs = {f"_log_{k}": x.log() for k, x in (("o", O), ("h", H), ("l", L), ("c", C))}
+    lo, lh, ll, lc = (pl.col(f"_log_{k}") for k in "ohlc")
     lr = lc - lag(lc)
     hl2, co = (lh - ll) ** 2, lc - lo
     return [
+        logs,
         {
             "_lr": lr,
             "_lr_down2": lr.clip(upper_bound=0.0) ** 2,
