@@ -245,7 +245,8 @@ def graph(cfg: Config, panel: str | Path, out: str | Path) -> dict[str, Any]:
     """Panel dir -> graph dir: edge_index.npy, edge_attr.npy, offsets.npy (CSR by date), meta.json.
 
     Per date t, among the stocks valid at t: rho = pairwise-complete correlation of log returns (by
-    default market residuals: each session's cross-sectional mean removed) over sessions t-window+1 .. t (NaN under min_obs shared sessions), shrunk: rho_s = (1 - shrinkage) rho.
+    default market residuals: each session's cross-sectional mean removed) over sessions
+    t-window+1 .. t (NaN under min_obs shared sessions), shrunk: rho_s = (1 - shrinkage) rho.
     Each node keeps its top_k neighbours by |rho_s| with |rho_s| >= threshold, plus up to sector_edges
     same-sector neighbours (highest rho_s first); every chosen pair is stored in both directions.
     """

@@ -263,15 +263,20 @@ def render_markdown(metrics: dict[str, Any]) -> str:
         *[f"- {r}" for r in gate.get("reasons", [])],
         "",
     ]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "---|" * len(header))
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    lines += _md_table(header, rows)
     if metrics.get("signal_attribution"):
         header, rows, _ = _attribution_rows(metrics)
-        lines += ["", "## Signal attribution", "", ATTRIBUTION_ABOUT, "", "| " + " | ".join(header) + " |"]
-        lines.append("|" + "---|" * len(header))
-        lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+        lines += ["", "## Signal attribution", "", ATTRIBUTION_ABOUT, "", *_md_table(header, rows)]
     return "\n".join(lines) + "\n"
+
+
+def _md_table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    """A Markdown table's lines, values through fmt."""
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(fmt(v) for v in row) + " |" for row in rows),
+    ]
 
 
 def summary_table(metrics: dict[str, Any]) -> str:
