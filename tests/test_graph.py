@@ -57,7 +57,8 @@ def _cfg(**over) -> Config:
         "top_k": 1,
         "shrinkage": 0.1,
         "sector_edges": 1,
-        "residual": False,
+        "residual": "none",
+        "every": 1,
     } | over
     return Config().with_overrides([f"graph.{k}={v}" for k, v in base.items()])
 
@@ -199,7 +200,9 @@ def test_market_residual_finds_peers_the_market_factor_hides(tmp_path):
     across = [a[0] for (s, d), a in raw.items() if s // 2 != d // 2]
     np.testing.assert_allclose(across, 0.9 * 25 / 26, atol=1e-6)  # the market makes strangers peers
     graph(
-        _cfg(top_k=1, threshold=0.3, sector_edges=0, residual=True), _panel(tmp_path / "p", r), tmp_path / "g"
+        _cfg(top_k=1, threshold=0.3, sector_edges=0, residual="market"),
+        _panel(tmp_path / "p", r),
+        tmp_path / "g",
     )
     got = _pairs(_load(tmp_path / "g"), 7)
     assert _undirected(got) == {(0, 1), (2, 3), (4, 5)}
@@ -215,7 +218,7 @@ def test_residual_graph_is_the_raw_graph_of_hand_demeaned_returns(tmp_path):
     mean = np.array([r[t, ok[t]].mean() if ok[t].any() else 0.0 for t in range(len(r))])
     demeaned = np.where(ok, r - mean[:, None], np.nan)
     graph(cfg, _panel(tmp_path / "p0", demeaned, valid, sector, market), tmp_path / "g0")
-    res = cfg.with_overrides(["graph.residual=true"])
+    res = cfg.with_overrides(["graph.residual=market"])
     graph(res, _panel(tmp_path / "p1", r, valid, sector, market), tmp_path / "g1")
     g0, g1 = _load(tmp_path / "g0"), _load(tmp_path / "g1")
     np.testing.assert_array_equal(g1["offsets"], g0["offsets"])
@@ -224,10 +227,10 @@ def test_residual_graph_is_the_raw_graph_of_hand_demeaned_returns(tmp_path):
     assert g1["offsets"][-1] > 500
 
 
-@pytest.mark.parametrize("residual", [False, True])
-def test_leakage_nothing_after_d_moves_edges_at_or_before_d(tmp_path, residual):
+@pytest.mark.parametrize(("residual", "every"), [("none", 1), ("market", 1), ("sector", 1), ("sector", 4)])
+def test_leakage_nothing_after_d_moves_edges_at_or_before_d(tmp_path, residual, every):
     r, valid, sector, market = _random_panel(2)
-    cfg = _cfg(window=15, min_obs=10, threshold=0.2, top_k=3, sector_edges=2, residual=residual)
+    cfg = _cfg(window=15, min_obs=10, threshold=0.2, top_k=3, sector_edges=2, residual=residual, every=every)
     d = 25
     graph(cfg, _panel(tmp_path / "p", r, valid, sector, market), tmp_path / "g")
     rng = np.random.default_rng(3)
@@ -244,6 +247,69 @@ def test_leakage_nothing_after_d_moves_edges_at_or_before_d(tmp_path, residual):
     assert not np.array_equal(g2["offsets"], g["offsets"])  # later dates did change
 
 
+def test_sector_residual_is_the_raw_graph_of_hand_demeaned_returns(tmp_path):
+    """Each valid return minus its sector's mean that session (as-of sector, valid stocks with a return);
+    a stock with no sector, or in a sector with fewer than 3 such stocks, minus the whole session's mean."""
+    r, valid, sector, market = _random_panel(5, n=16)
+    sector[:, 12:] = np.where(sector[:, 12:] >= 0, 3, -1)  # a 4-stock sector: < 3 valid on some days
+    cfg = _cfg(window=15, min_obs=10, threshold=0.2, top_k=3, sector_edges=2)
+    ok = valid & np.isfinite(r)
+    demeaned = np.full(r.shape, np.nan)
+    small = 0
+    for t in range(len(r)):
+        for i in np.flatnonzero(ok[t]):
+            mates = ok[t] & (sector[t] == sector[t, i])
+            if sector[t, i] < 0 or mates.sum() < 3:
+                small += sector[t, i] >= 0
+                mates = ok[t]
+            demeaned[t, i] = r[t, i] - r[t, mates].mean()
+    assert small > 20  # the fallback is exercised
+    graph(cfg, _panel(tmp_path / "p0", demeaned, valid, sector, market), tmp_path / "g0")
+    graph(
+        cfg.with_overrides(["graph.residual=sector"]),
+        _panel(tmp_path / "p1", r, valid, sector, market),
+        tmp_path / "g1",
+    )
+    g0, g1 = _load(tmp_path / "g0"), _load(tmp_path / "g1")
+    np.testing.assert_array_equal(g1["offsets"], g0["offsets"])
+    np.testing.assert_array_equal(g1["edge_index"], g0["edge_index"])
+    np.testing.assert_allclose(g1["edge_attr"], g0["edge_attr"], atol=1e-5)
+    assert g1["offsets"][-1] > 500
+
+
+def test_every_k_sessions_keeps_the_last_pairs_among_todays_stocks(tmp_path):
+    """With every=4, date t uses the pairs computed at 4 * (t // 4), those with both ends valid at t,
+    their rho, and t's own sector/market attributes."""
+    r, valid, sector, market = _random_panel(6)
+    cfg = _cfg(window=15, min_obs=10, threshold=0.2, top_k=3, sector_edges=2)
+    graph(cfg, _panel(tmp_path / "p", r, valid, sector, market), tmp_path / "g1")
+    graph(
+        cfg.with_overrides(["graph.every=4"]),
+        _panel(tmp_path / "p", r, valid, sector, market),
+        tmp_path / "g4",
+    )
+    daily, g4 = _load(tmp_path / "g1"), _load(tmp_path / "g4")
+    changed = 0
+    for t in range(r.shape[0]):
+        base = _pairs(daily, 4 * (t // 4))
+        same = lambda a, b, x: float(x[a] == x[b] and x[a] >= 0)  # noqa: E731
+        want = {
+            (s, d): (a[0], same(s, d, sector[t]), same(s, d, market[t]))
+            for (s, d), a in base.items()
+            if valid[t, s] and valid[t, d]
+        }
+        got = _pairs(g4, t)
+        assert set(got) == set(want), t
+        for key, attr in want.items():
+            np.testing.assert_allclose(got[key], attr, atol=1e-6)
+        changed += set(got) != set(_pairs(daily, t))
+    assert changed > 10  # the held pairs do differ from the daily graph
+
+
 def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="graph.residual"):
+        graph(_cfg(residual="sectors"), _panel(tmp_path / "p", KNOWN), tmp_path / "g")
+    with pytest.raises(ConfigError, match="graph.every"):
+        graph(_cfg(every=0), _panel(tmp_path / "p", KNOWN), tmp_path / "g")
     with pytest.raises(ConfigError, match="graph.min_obs"):
         graph(_cfg(min_obs=9), _panel(tmp_path / "p", KNOWN), tmp_path / "g")

@@ -212,3 +212,42 @@ def test_benchmark_measures_a_tiny_run():
     assert (
         got["stocks_per_day"] == 8 and got["train_stock_days_per_s"] > 0 and got["score_stock_days_per_s"] > 0
     )
+
+
+def test_ensemble_is_the_mean_of_its_members_and_resumes_inside_a_member(market, tmp_path):
+    """members=2 trains seeds 2s and 2s+1 one after another: its predictions are the mean of those two
+    single models', model.pt loads as the ensemble, and a kill inside member 1 resumes there."""
+    from kabuflow.model.atft_gat_fan import Ensemble
+    from kabuflow.train import member_config
+
+    cfg = _cfg("model.members=2", "train.seed=1")
+    panel, graph = load_panel(market["panel"]), load_graph(market["graph"])
+    days = fold_days(read_fold(market["folds"], 0), panel.dates)
+    data = DayData(panel, graph, int(days["val"][-1]), torch.device("cpu"))
+
+    def kill(epoch: int, score: float) -> None:
+        raise Killed(f"preempted after epoch {epoch}")
+
+    fit_atft(member_config(cfg, 0), data, days, tmp_path / "checkpoint.pt", fold=0)  # member 0 done
+    with pytest.raises(Killed):  # member 1 killed after its first epoch
+        fit_atft(member_config(cfg, 1), data, days, tmp_path / "checkpoint.m1.pt", fold=0, on_epoch_end=kill)
+    train_fold(cfg, panel, market["graph"], market["folds"], 0, "atft", tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["members"] == 2 and metrics["resumed_from_epoch"] == [2, 1]
+    assert not list(tmp_path.glob("checkpoint*"))
+    singles = []
+    for seed in (2, 3):
+        one = tmp_path / f"seed{seed}"
+        train_fold(_cfg(f"train.seed={seed}"), panel, market["graph"], market["folds"], 0, "atft", one)
+        singles.append(pl.read_parquet(one / "predictions.parquet"))
+    ens = pl.read_parquet(tmp_path / "predictions.parquet")
+    mean = (singles[0]["score"].to_numpy() + singles[1]["score"].to_numpy()) / 2
+    assert (ens["code"] == singles[0]["code"]).all() and (ens["date"] == singles[0]["date"]).all()
+    np.testing.assert_allclose(ens["score"].to_numpy(), mean, atol=1e-5)
+    assert np.abs(singles[0]["score"].to_numpy() - singles[1]["score"].to_numpy()).max() > 1e-2
+    model, _ = load_model(tmp_path)
+    assert isinstance(model, Ensemble) and len(model.members) == 2
+    with pytest.raises(ValueError, match="model.members"):
+        train_fold(
+            _cfg("model.members=0"), panel, market["graph"], market["folds"], 0, "atft", tmp_path / "z"
+        )

@@ -17,7 +17,8 @@ from kabuflow import telemetry
 from kabuflow.artifacts import atomic_write, stamp, write_json, write_parquet
 from kabuflow.baselines import run_baseline
 from kabuflow.config import Config, code_version
-from kabuflow.model.atft_gat_fan import model_config_to_dict, n_params
+from kabuflow.model.atft_gat_fan import Ensemble, model_config_to_dict, n_params
+from kabuflow.model.losses import horizon_weights
 from kabuflow.normalize import Panel
 from kabuflow.train_atft import fit_atft
 from kabuflow.train_data import (
@@ -30,7 +31,7 @@ from kabuflow.train_data import (
     read_fold,
     resolve_device,
 )
-from kabuflow.train_predict import predict_days, prediction_table, split_metrics
+from kabuflow.train_predict import predict_days, prediction_table, split_metrics, val_rank_ic
 
 MODELS = ("atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d")
 CHECKPOINT = "checkpoint.pt"
@@ -49,34 +50,63 @@ def _dist_env(device: torch.device) -> tuple[int, int, torch.device]:
     return dist.get_rank(), world, device
 
 
+def member_config(cfg: Config, m: int) -> Config:
+    """Member m's config: train.seed = seed * members + m, so the members of seeds 0 and 1 never
+    share a seed and a one-member model keeps the plain seed."""
+    return cfg.with_overrides([f"train.seed={cfg.train.seed * cfg.model.members + m}"])
+
+
+def _checkpoint(out: Path, m: int) -> Path:
+    return out / (CHECKPOINT if m == 0 else f"checkpoint.m{m}.pt")
+
+
 def _train_atft(
     cfg: Config, panel: Panel, graph: Any, days: dict[str, np.ndarray], k: int, out: Path
 ) -> tuple[pl.DataFrame | None, dict]:
     """Fit on the fold's train dates (val early-stops), then score val and test; rank 0 writes model.pt.
 
     The fit gets a view of the data that ends at the last validation date (DayData.upto), so no test
-    date is reachable while weights change; the full data is used only for scoring afterwards.
+    date is reachable while weights change; the full data is used only for scoring afterwards. With
+    model.members = k > 1 the members train one after another, each with its own checkpoint (a killed
+    run resumes in the member it was in), and the model is their Ensemble.
     """
+    if cfg.model.members < 1:
+        raise ValueError(f"model.members must be >= 1, got {cfg.model.members}")
     rank, world, device = _dist_env(resolve_device(cfg.train.device))
     g = as_graph(graph, cfg.model.use_graph)
     t0 = time.perf_counter()
     data = DayData(panel, g, int(days["test"][-1]), device)
-    with deterministic(device):
-        res = fit_atft(
-            cfg, data.upto(int(days["val"][-1])), days, out / CHECKPOINT, fold=k, rank=rank, world=world
-        )
+    fits = []
+    for m in range(cfg.model.members):
+        with deterministic(device):
+            fits.append(
+                fit_atft(
+                    member_config(cfg, m),
+                    data.upto(int(days["val"][-1])),
+                    days,
+                    _checkpoint(out, m),
+                    fold=k,
+                    rank=rank,
+                    world=world,
+                )
+            )
+    model = fits[0].model if len(fits) == 1 else Ensemble([f.model for f in fits])
     fit_seconds = time.perf_counter() - t0
+    history = [{**h, "member": m} for m, f in enumerate(fits) for h in f.history]
+    val_score = fits[0].best_score
+    if len(fits) > 1:  # the ensemble's own validation RankIC (what its members were stopped on, averaged)
+        w = horizon_weights(cfg.train.horizon_weights, data.Y.shape[2], data.device)
+        val_score, _ = val_rank_ic(model, data, days["val"][:: cfg.train.val_stride], w, cfg.train.bf16)
     info = {
-        "best_epoch": res.best_epoch,
-        "val_score": res.best_score,
-        "epochs_run": len(res.history),
-        "resumed_from_epoch": res.resumed_from,
-        "n_params": n_params(res.model),
+        "members": len(fits),
+        "best_epoch": fits[0].best_epoch if len(fits) == 1 else [f.best_epoch for f in fits],
+        "val_score": val_score,
+        "epochs_run": len(history),
+        "resumed_from_epoch": fits[0].resumed_from if len(fits) == 1 else [f.resumed_from for f in fits],
+        "n_params": n_params(model),
         "fit_seconds": fit_seconds,
-        "stock_days_per_s": float(np.mean([h["stock_days_per_s"] for h in res.history]))
-        if res.history
-        else 0.0,
-        "history": res.history,
+        "stock_days_per_s": float(np.mean([h["stock_days_per_s"] for h in history])) if history else 0.0,
+        "history": history,
         "world_size": world,
         "rank": rank,
     }
@@ -85,12 +115,12 @@ def _train_atft(
     quantiles = tuple(cfg.model.quantiles)
     tables = [
         prediction_table(
-            panel, "atft", k, split, predict_days(res.model, data, days[split], cfg.train.bf16), quantiles
+            panel, "atft", k, split, predict_days(model, data, days[split], cfg.train.bf16), quantiles
         )
         for split in ("val", "test")
     ]
     blob = {
-        "state_dict": {n: v.detach().cpu() for n, v in res.model.state_dict().items()},
+        "state_dict": {n: v.detach().cpu() for n, v in model.state_dict().items()},
         "config": cfg.to_dict(),
         "model_config": model_config_to_dict(cfg.model),
         "feature_names": panel.feature_names,
@@ -99,7 +129,8 @@ def _train_atft(
         "fold": k,
     }
     atomic_write(out / "model.pt", lambda p: torch.save(blob, p))
-    (out / CHECKPOINT).unlink(missing_ok=True)  # the run is complete; model.pt supersedes it
+    for m in range(len(fits)):  # the run is complete; model.pt supersedes the checkpoints
+        _checkpoint(out, m).unlink(missing_ok=True)
     return pl.concat(tables).sort("code", "date", "horizon"), info
 
 

@@ -11,7 +11,7 @@ import polars as pl
 import torch
 
 from kabuflow import schema
-from kabuflow.model.atft_gat_fan import ATFTGATFAN, model_config_from_dict
+from kabuflow.model.atft_gat_fan import ATFTGATFAN, Ensemble, build_model, model_config_from_dict
 from kabuflow.model.losses import rank_ic
 from kabuflow.normalize import Panel
 from kabuflow.train_data import DayData, Graph, as_graph, as_panel
@@ -90,7 +90,7 @@ def split_metrics(pred: pl.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
 
 @torch.no_grad()
 def predict_days(
-    model: ATFTGATFAN, data: DayData, days: np.ndarray, bf16: bool = False
+    model: ATFTGATFAN | Ensemble, data: DayData, days: np.ndarray, bf16: bool = False
 ) -> dict[str, np.ndarray]:
     """Quantiles for every valid stock of each day: rows for prediction_table (score = the median)."""
     model.eval()
@@ -119,7 +119,7 @@ def predict_days(
 
 @torch.no_grad()
 def val_rank_ic(
-    model: ATFTGATFAN,
+    model: ATFTGATFAN | Ensemble,
     data: DayData,
     days: np.ndarray,
     w: torch.Tensor,
@@ -151,7 +151,9 @@ def val_rank_ic(
     return score, [float(v) for v in per_h]
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[ATFTGATFAN, dict[str, Any]]:
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[ATFTGATFAN | Ensemble, dict[str, Any]]:
     """Rebuild an ATFT model from model.pt (or the directory holding it); returns (model in eval mode, meta).
 
     meta is everything in the file but the weights: config, model_config, feature_names, horizons,
@@ -160,7 +162,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[AT
     path = Path(path)
     path = path / "model.pt" if path.is_dir() else path
     blob = torch.load(path, map_location=device, weights_only=True)
-    model = ATFTGATFAN(
+    model = build_model(
         model_config_from_dict(blob["model_config"]), len(blob["feature_names"]), len(blob["horizons"])
     )
     model.load_state_dict(blob["state_dict"])
