@@ -164,3 +164,25 @@ def test_config_round_trip_and_size():
     assert n_params(ATFTGATFAN(cfg, F, H)) > n_params(ATFTGATFAN(_cfg(use_graph=False), F, H))
     with pytest.raises(ValueError, match="contain 0.5"):
         ATFTGATFAN(_cfg(quantiles=(0.1, 0.9)), F, H)
+
+
+def test_wide_path_shifts_every_quantile_by_a_linear_map_of_inputs_and_peer_mean():
+    """Zero at initialisation; with weights set, q - deep(q) = W [x_last, peer_mean(x_last)] + b for every
+    quantile of each horizon; without a graph the map reads x_last only."""
+    torch.manual_seed(0)
+    model = ATFTGATFAN(_cfg(), F, H).eval()
+    deep = ATFTGATFAN(_cfg(wide=False), F, H).eval()
+    deep.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("wide.")})
+    x = _x()
+    torch.testing.assert_close(model(x, EDGES, EDGE_ATTR)[0], deep(x, EDGES, EDGE_ATTR)[0])
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        model.wide.weight.copy_(torch.randn(H, 2 * F, generator=gen))
+        model.wide.bias.copy_(torch.randn(H, generator=gen))
+    shift = model(x, EDGES, EDGE_ATTR)[0] - deep(x, EDGES, EDGE_ATTR)[0]  # [N, H, Q]
+    peer = torch.zeros(N, F)
+    peer[[0, 1, 2, 3]] = x[[1, 0, 3, 2], -1]  # each node's one neighbour (positive rho)
+    want = torch.cat([x[:, -1], peer], -1) @ model.wide.weight.T + model.wide.bias  # [N, H]
+    torch.testing.assert_close(shift, want[..., None].expand_as(shift), atol=1e-5, rtol=1e-5)
+    solo = ATFTGATFAN(_cfg(use_graph=False), F, H)
+    assert solo.wide.in_features == F

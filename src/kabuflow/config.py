@@ -136,6 +136,7 @@ class ModelConfig:
     # Independently seeded copies trained one after another, their outputs averaged (model.Ensemble):
     # k times the training time for less seed noise. The local profile uses 3.
     members: int = 1
+    wide: bool = True  # add a linear map of the day's inputs (and their neighbour mean) to every quantile
     quantiles: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 

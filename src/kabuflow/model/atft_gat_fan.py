@@ -93,6 +93,11 @@ class ATFTGATFAN(nn.Module):
     x: [N, L, F] (N stocks, L-day history, F features), the day's graph (edge_index [2, E],
     edge_attr [E, 3]) -> quantiles [N, H, Q] and an aux dict with the variable-selection weights
     [N, c*F], the attention over past days [N, heads, L] and the graph gate [N, D].
+
+    With model.wide (Wide & Deep), a linear map of the day's inputs and their neighbours' rho+-weighted
+    mean shifts every quantile. On the synthetic market a ridge on exactly those inputs, fitted per fold
+    to rank-Gaussian labels, scored a test 5d RankIC of 0.074 where single deep models scored
+    0.066-0.068: the deep part has to rediscover a linear map that is most of the signal.
     """
 
     def __init__(self, cfg: ModelConfig, n_features: int, n_horizons: int) -> None:
@@ -111,6 +116,13 @@ class ATFTGATFAN(nn.Module):
             GraphBlock(d, n_features, cfg.gat_layers, cfg.gat_heads, cfg.dropout) if cfg.use_graph else None
         )
         self.head = QuantileHead(d, n_horizons, tuple(cfg.quantiles))
+        # The wide path: a linear map of the day's inputs (and their neighbour mean) added to every
+        # quantile of each horizon; zero at initialisation, so the deep part starts alone.
+        wide_in = n_features * (2 if cfg.use_graph else 1)
+        self.wide = nn.Linear(wide_in, n_horizons) if cfg.wide else None
+        if self.wide is not None:
+            nn.init.zeros_(self.wide.weight)
+            nn.init.zeros_(self.wide.bias)
 
     def forward(
         self, x: Tensor, edge_index: Tensor | None = None, edge_attr: Tensor | None = None
@@ -123,11 +135,16 @@ class ATFTGATFAN(nn.Module):
         a, attn = self.attn(s)  # [N, D], [N, heads, L]
         h = self.ffn(self.attn_gate(a, s[:, -1]))  # [N, D]
         aux = {"vsn_weights": w, "attention": attn}
+        wide_in = [x[:, -1]]  # [N, F]
         if self.graph is not None:
             if edge_index is None or edge_attr is None:
                 raise ValueError("model.use_graph is on but no graph was passed for the day")
             h, aux["graph_gate"] = self.graph(h, x[:, -1], edge_index, edge_attr)  # [N, D], [N, D]
-        return self.head(h), aux
+            wide_in.append(peer_mean(x[:, -1], edge_index, edge_attr[:, 0]))  # [N, F]
+        q = self.head(h)  # [N, H, Q]
+        if self.wide is not None:
+            q = q + self.wide(torch.cat(wide_in, -1))[..., None]  # the same shift for every quantile
+        return q, aux
 
 
 class Ensemble(nn.Module):
