@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from kfp import dsl
 
-from components.evaluate import evaluate, promote
+from components.evaluate import evaluate, evaluate_all, promote
 from components.features import features
 from components.folds import folds
 from components.graph import graph
@@ -18,7 +18,18 @@ from components.ingest import ingest
 from components.normalize import normalize
 from components.train_fold import train_fold, train_fold_trainjob
 
-STAGES = (ingest, features, normalize, graph, folds, train_fold, train_fold_trainjob, evaluate, promote)
+STAGES = (
+    ingest,
+    features,
+    normalize,
+    graph,
+    folds,
+    train_fold,
+    train_fold_trainjob,
+    evaluate,
+    evaluate_all,
+    promote,
+)
 
 
 def load(image: str) -> dict[str, dsl.base_component.BaseComponent]:

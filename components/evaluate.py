@@ -16,21 +16,32 @@ def evaluate(
     summary: Output[Markdown],
 ) -> bool:
     """Out-of-sample metrics, backtest, report; returns the promotion gate's decision."""
-    import json
-    import shutil
-    from pathlib import Path
-
-    from kabuflow.config import from_dict
-    from kabuflow.evaluate import evaluate as stage
+    from kabuflow.evaluate import for_kfp
 
     dirs = [a.path for a in list(atft) + list(baselines)]
-    manifest = stage(from_dict(json.loads(config)), dirs, evaluation.path, raw=raw.path)
-    out = Path(evaluation.path)
-    shutil.copyfile(out / "report.html", report.path)
-    shutil.copyfile(out / "report.md", summary.path)
-    for name, value in manifest.get("headline", {}).items():
-        metrics.log_metric(name, float(value))
-    return bool(json.loads((out / "gate.json").read_text())["promote"])
+    headline, promote = for_kfp(config, raw.path, dirs, evaluation.path, report.path, summary.path)
+    for name, value in headline.items():
+        metrics.log_metric(name, value)
+    return promote
+
+
+def evaluate_all(
+    config: str,
+    raw: Input[Dataset],
+    predictions: Input[List[Dataset]],  # noqa: UP006
+    evaluation: Output[Dataset],
+    metrics: Output[Metrics],
+    report: Output[HTML],
+    summary: Output[Markdown],
+) -> bool:
+    """The same for a CPU-only pipeline, whose ATFT and baseline folds share one fan-out."""
+    from kabuflow.evaluate import for_kfp
+
+    dirs = [a.path for a in predictions]
+    headline, promote = for_kfp(config, raw.path, dirs, evaluation.path, report.path, summary.path)
+    for name, value in headline.items():
+        metrics.log_metric(name, value)
+    return promote
 
 
 def promote(evaluation: Input[Dataset]) -> str:

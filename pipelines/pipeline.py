@@ -36,23 +36,32 @@ def build_pipeline(cfg: Config, image: str) -> dsl.graph_component.GraphComponen
             "folds": folds.outputs["folds"],
         }
 
-        with dsl.ParallelFor(atft_items, parallelism=p.parallelism, name="atft-folds") as item:
-            if p.trainjob_nodes > 0:  # multi-node DDP: this task only launches and watches a TrainJob
-                deep = _cpu(op["train_fold_trainjob"](config=config, image=image, spec=item, **inputs), p)
-            else:
-                deep = _gpu(op["train_fold"](config=config, spec=item, **inputs), p)
-        with dsl.ParallelFor(baseline_items, parallelism=p.parallelism, name="baseline-folds") as item:
-            base = _cpu(op["train_fold"](config=config, spec=item, **inputs), p)
-
-        ev = _cpu(
-            op["evaluate"](
+        if p.gpu or p.trainjob_nodes > 0:  # ATFT folds on GPU nodes (or TrainJobs), baselines on CPU
+            with dsl.ParallelFor(atft_items, parallelism=p.parallelism, name="atft-folds") as item:
+                if p.trainjob_nodes > 0:  # multi-node DDP: this task only launches and watches a TrainJob
+                    deep = _cpu(op["train_fold_trainjob"](config=config, image=image, spec=item, **inputs), p)
+                else:
+                    deep = _gpu(op["train_fold"](config=config, spec=item, **inputs), p)
+            with dsl.ParallelFor(baseline_items, parallelism=p.parallelism, name="baseline-folds") as item:
+                base = _cpu(op["train_fold"](config=config, spec=item, **inputs), p)
+            ev = op["evaluate"](
                 config=config,
                 raw=raw.outputs["raw"],
                 atft=dsl.Collected(deep.outputs["result"]),
                 baselines=dsl.Collected(base.outputs["result"]),
-            ),
-            p,
-        )
+            )
+        else:
+            # CPU only: one fan-out, the long ATFT folds first, so the baselines fill the cores the last
+            # ATFT folds leave idle. The local runner runs two loops one after the other: with 3 folds on
+            # 2 cores the third ATFT fold trained alone for ~3 minutes while the baselines waited.
+            with dsl.ParallelFor(
+                atft_items + baseline_items, parallelism=p.parallelism, name="folds"
+            ) as item:
+                fold = _gpu(op["train_fold"](config=config, spec=item, **inputs), p)
+            ev = op["evaluate_all"](
+                config=config, raw=raw.outputs["raw"], predictions=dsl.Collected(fold.outputs["result"])
+            )
+        ev = _cpu(ev, p)
         with dsl.If(ev.outputs["Output"] == True, name="gate"):  # noqa: E712 - KFP condition, not Python
             _cpu(op["promote"](evaluation=ev.outputs["evaluation"]), p)
         return ev.outputs["evaluation"]

@@ -205,6 +205,25 @@ def test_local_profile_asks_for_no_gpu(tmp_path):
     assert not any("nodeSelector" in ex for ex in platform.values())
 
 
+def test_cpu_profile_trains_atft_and_baselines_in_one_fan_out_atft_first(tmp_path):
+    """Without GPUs the folds share one loop, ATFT's first, so baselines fill cores ATFT leaves idle."""
+    _, spec, _ = _compile(tmp_path, "local")
+    found = tasks(spec)
+    train = [t for t in found.values() if t["_executor"] == "exec-train-fold"]
+    assert len(train) == 1
+    items = json.loads(train[0]["_loop"]["parameterIterator"]["items"]["raw"])
+    models = [i["model"] for i in items]
+    assert models[:3] == ["atft"] * 3 and set(models[3:]) == {
+        "lightgbm",
+        "ridge",
+        "reversal_5d",
+        "momentum_60d",
+    }
+    assert len(items) == 15 and len({(i["fold"], i["model"]) for i in items}) == 15
+    ev = [t for t in found.values() if t["_executor"] == "exec-evaluate-all"]
+    assert len(ev) == 1 and "predictions" in ev[0]["inputs"]["artifacts"]
+
+
 def test_a_mutable_image_tag_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="pinned"):
         compile_pipeline(load("a100"), "ghcr.io/kabuflow/kabuflow:latest", tmp_path / "p.yaml")
