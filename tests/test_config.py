@@ -8,7 +8,8 @@ from kabuflow.config import Config, ConfigError, code_version, from_dict, load
 
 def test_profiles_differ_where_they_should():
     local, a100 = load("local"), load("a100")
-    assert (local.model.hidden, a100.model.hidden) == (64, 256)
+    assert (local.model.hidden, a100.model.hidden) == (32, 256)
+    assert (local.model.members, a100.model.members) == (3, 1)
     assert local.pipeline.gpu is False and a100.pipeline.gpu is True
     assert a100.pipeline.parallelism == 4
 
