@@ -210,21 +210,26 @@ def test_market_residual_finds_peers_the_market_factor_hides(tmp_path):
         np.testing.assert_allclose(attr[0], 0.9, atol=1e-6)
 
 
-def test_residual_graph_is_the_raw_graph_of_hand_demeaned_returns(tmp_path):
-    """The session mean is over the stocks valid with a return that session, nothing else."""
-    r, valid, sector, market = _random_panel(4)
+def _assert_residual_graph_is_raw_graph_of(tmp_path, residual, demeaned, r, valid, sector, market):
+    """graph.residual=<residual> on r builds exactly the residual=none graph of the hand-demeaned r."""
     cfg = _cfg(window=15, min_obs=10, threshold=0.2, top_k=3, sector_edges=2)
-    ok = valid & np.isfinite(r)
-    mean = np.array([r[t, ok[t]].mean() if ok[t].any() else 0.0 for t in range(len(r))])
-    demeaned = np.where(ok, r - mean[:, None], np.nan)
     graph(cfg, _panel(tmp_path / "p0", demeaned, valid, sector, market), tmp_path / "g0")
-    res = cfg.with_overrides(["graph.residual=market"])
+    res = cfg.with_overrides([f"graph.residual={residual}"])
     graph(res, _panel(tmp_path / "p1", r, valid, sector, market), tmp_path / "g1")
     g0, g1 = _load(tmp_path / "g0"), _load(tmp_path / "g1")
     np.testing.assert_array_equal(g1["offsets"], g0["offsets"])
     np.testing.assert_array_equal(g1["edge_index"], g0["edge_index"])
     np.testing.assert_allclose(g1["edge_attr"], g0["edge_attr"], atol=1e-5)
     assert g1["offsets"][-1] > 500
+
+
+def test_residual_graph_is_the_raw_graph_of_hand_demeaned_returns(tmp_path):
+    """The session mean is over the stocks valid with a return that session, nothing else."""
+    r, valid, sector, market = _random_panel(4)
+    ok = valid & np.isfinite(r)
+    mean = np.array([r[t, ok[t]].mean() if ok[t].any() else 0.0 for t in range(len(r))])
+    demeaned = np.where(ok, r - mean[:, None], np.nan)
+    _assert_residual_graph_is_raw_graph_of(tmp_path, "market", demeaned, r, valid, sector, market)
 
 
 @pytest.mark.parametrize(("residual", "every"), [("none", 1), ("market", 1), ("sector", 1), ("sector", 4)])
@@ -252,7 +257,6 @@ def test_sector_residual_is_the_raw_graph_of_hand_demeaned_returns(tmp_path):
     a stock with no sector, or in a sector with fewer than 3 such stocks, minus the whole session's mean."""
     r, valid, sector, market = _random_panel(5, n=16)
     sector[:, 12:] = np.where(sector[:, 12:] >= 0, 3, -1)  # a 4-stock sector: < 3 valid on some days
-    cfg = _cfg(window=15, min_obs=10, threshold=0.2, top_k=3, sector_edges=2)
     ok = valid & np.isfinite(r)
     demeaned = np.full(r.shape, np.nan)
     small = 0
@@ -264,17 +268,7 @@ def test_sector_residual_is_the_raw_graph_of_hand_demeaned_returns(tmp_path):
                 mates = ok[t]
             demeaned[t, i] = r[t, i] - r[t, mates].mean()
     assert small > 20  # the fallback is exercised
-    graph(cfg, _panel(tmp_path / "p0", demeaned, valid, sector, market), tmp_path / "g0")
-    graph(
-        cfg.with_overrides(["graph.residual=sector"]),
-        _panel(tmp_path / "p1", r, valid, sector, market),
-        tmp_path / "g1",
-    )
-    g0, g1 = _load(tmp_path / "g0"), _load(tmp_path / "g1")
-    np.testing.assert_array_equal(g1["offsets"], g0["offsets"])
-    np.testing.assert_array_equal(g1["edge_index"], g0["edge_index"])
-    np.testing.assert_allclose(g1["edge_attr"], g0["edge_attr"], atol=1e-5)
-    assert g1["offsets"][-1] > 500
+    _assert_residual_graph_is_raw_graph_of(tmp_path, "sector", demeaned, r, valid, sector, market)
 
 
 def test_every_k_sessions_keeps_the_last_pairs_among_todays_stocks(tmp_path):

@@ -43,11 +43,11 @@ class GraphBlock(nn.Module):
         self.gate = nn.Linear(2 * d_model, d_model)
 
     def forward(
-        self, h: Tensor, x_last: Tensor, edge_index: Tensor, edge_attr: Tensor
+        self, h: Tensor, peer: Tensor, edge_index: Tensor, edge_attr: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """h: [N, D]; x_last: [N, F] the day's inputs; edge_index: [2, E] long; edge_attr: [E, 3]
-        -> (out [N, D], gate [N, D])."""
-        g = h + self.peer(peer_mean(x_last, edge_index, edge_attr[:, 0]))  # [N, D]
+        """h: [N, D]; peer: [N, F] the neighbours' mean of the day's inputs (`peer_mean`); edge_index:
+        [2, E] long; edge_attr: [E, 3] -> (out [N, D], gate [N, D])."""
+        g = h + self.peer(peer)  # [N, D]
         for conv, norm in zip(self.convs, self.norms, strict=True):
             g = norm(g + F.elu(conv(g, edge_index, edge_attr)))  # [N, D] (heads concatenated)
         z = torch.sigmoid(self.gate(torch.cat([h, g], -1)))  # [N, D]
@@ -139,8 +139,11 @@ class ATFTGATFAN(nn.Module):
         if self.graph is not None:
             if edge_index is None or edge_attr is None:
                 raise ValueError("model.use_graph is on but no graph was passed for the day")
-            h, aux["graph_gate"] = self.graph(h, x[:, -1], edge_index, edge_attr)  # [N, D], [N, D]
-            wide_in.append(peer_mean(x[:, -1], edge_index, edge_attr[:, 0]))  # [N, F]
+            peer = peer_mean(
+                x[:, -1], edge_index, edge_attr[:, 0]
+            )  # [N, F]: the graph block's and the wide path's
+            h, aux["graph_gate"] = self.graph(h, peer, edge_index, edge_attr)  # [N, D], [N, D]
+            wide_in.append(peer)
         q = self.head(h)  # [N, H, Q]
         if self.wide is not None:
             q = q + self.wide(torch.cat(wide_in, -1))[..., None]  # the same shift for every quantile
