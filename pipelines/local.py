@@ -1,19 +1,26 @@
-"""`make run`: the very same pipeline, executed on this machine by KFP's local SubprocessRunner."""
+"""`make run` and `make run-containers`: the very same pipeline, on this machine, through KFP's local runners."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from kabuflow.config import Config
+from kabuflow import telemetry
+from kabuflow.artifacts import write_json
+from kabuflow.config import Config, ConfigError
+from pipelines.console import Console, Plan
 from pipelines.pipeline import build_pipeline
 
 
@@ -31,6 +38,7 @@ def _hide_docker_dir() -> None:
 
 log = logging.getLogger("kabuflow.run")
 
+RUNNERS = ("subprocess", "docker")
 RESULTS = ("metrics.json", "report.html", "report.md", "predictions.parquet", "gate.json")
 STAGE_OUTPUTS = {
     "ingest": "raw",
@@ -41,8 +49,16 @@ STAGE_OUTPUTS = {
 }
 
 
-def run_local(cfg: Config, out: Path) -> dict:
-    """Run the whole DAG locally, then lay the results and stage artifacts out under `out`."""
+def run_local(
+    cfg: Config, out: Path, runner: str = "subprocess", image: str = "", verbose: bool = False
+) -> dict:
+    """Run the whole DAG locally, then lay the results and stage artifacts out under `out`.
+
+    runner: "subprocess" (every task a process on this machine) or "docker" (every task a container of
+    `image`, pipelines/containers.py). Unless `verbose`, the runner's own stream goes to
+    out/logs/kfp-<time>.log and the terminal shows pipelines/console.py's summary instead."""
+    if runner not in RUNNERS:
+        raise ConfigError(f"unknown runner {runner!r} (known: {', '.join(RUNNERS)})")
     out = out.resolve()
     if not cfg.evaluate.champion_uri:  # the champion outlives the run's fresh artifact folders
         cfg = dataclasses.replace(
@@ -52,30 +68,87 @@ def run_local(cfg: Config, out: Path) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     # Folds train side by side: give each its share of the cores instead of oversubscribing them.
     threads = max(1, (os.cpu_count() or 1) // max(1, cfg.pipeline.parallelism))
-    os.environ.setdefault("KABUFLOW_THREADS", str(threads))
+    env = {"KABUFLOW_THREADS": os.environ.get("KABUFLOW_THREADS", str(threads))}
+    if not verbose:
+        env[telemetry.EVENTS_ENV] = "1"
+    os.environ.update(env)  # the subprocess runner's tasks inherit it; containers get it explicitly
     _hide_docker_dir()
     from kfp import local
 
     # The local runner warns, per task, that cluster-only settings (resources, the image) do nothing here.
     warnings.filterwarnings("ignore", module=r"kfp\.local\..*")
+    record: dict[str, Any] = {"runner": runner, "env": env, "started": time.time()}
+    if runner == "docker":
+        from pipelines.containers import docker_runner
 
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+        # The label names this run's containers in the engine's event log (scripts/image_check.py).
+        record["label"] = f"{out.name}-{time.strftime('%Y%m%dT%H%M%S')}"
+        task_runner, image = docker_runner(cfg, root, image or default_image(), env, record["label"])
+        record["read_only"] = task_runner.container_run_args.get("read_only", False)
+    else:
+        task_runner, image = local.SubprocessRunner(use_venv=False), "kabuflow:local"
+    local.init(runner=task_runner, pipeline_root=str(root), raise_on_error=True)
     t0 = time.perf_counter()
-    task = build_pipeline(cfg, image="kabuflow:local")(config=json.dumps(cfg.to_dict(), sort_keys=True))
-    evaluation = Path(task.output.path)
+    pipeline = build_pipeline(cfg, image=image)
+    config = json.dumps(cfg.to_dict(), sort_keys=True)
+    if verbose:
+        task = pipeline(config=config)
+    else:
+        task = _quietly(lambda: pipeline(config=config), cfg, out, runner)
     seconds = time.perf_counter() - t0
+    metrics = _lay_out(Path(task.output.path), out)
+    write_json(out / "run.json", {**record, "image": image, "seconds": seconds, "finished": time.time()})
+    from kabuflow.evaluate.report import summary_table
+
+    print(summary_table(metrics))
+    print(f"\npipeline finished in {seconds:.0f} s ({runner} runner); report: {out / 'report.html'}")
+    return metrics
+
+
+def default_image() -> str:
+    """The image `make image-cpu` builds from this checkout: localhost/kabuflow:cpu-<short sha>."""
+    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    if sha.returncode != 0:
+        raise ConfigError("--runner docker outside a git checkout needs --image NAME")
+    return f"localhost/kabuflow:cpu-{sha.stdout.strip()}"
+
+
+def _quietly(run: Callable[[], Any], cfg: Config, out: Path, runner: str) -> Any:
+    """Run with stdout and stderr going to the log file, and the console summary on the terminal."""
+    logs = out / "logs"
+    logs.mkdir(exist_ok=True)
+    path = logs / f"kfp-{time.strftime('%Y%m%dT%H%M%S')}.log"
+    term = sys.stdout
+    n_models = len(cfg.pipeline.models)
+    plan = Plan(cfg.folds.n_folds, cfg.model.members, cfg.train.epochs, cfg.folds.n_folds * n_models)
+    print(f"kabuflow run: {runner} runner; the full KFP log: {path}", file=term, flush=True)
+    root_logger = logging.getLogger()
+    saved = root_logger.handlers[:]
+    with path.open("w") as log:
+        console = Console(log, term, plan, tty=term.isatty())
+        # kfp logs through the root logger, also after the run (workspace clean-up): into the log as well.
+        root_logger.handlers = [logging.StreamHandler(console)]
+        try:
+            with contextlib.redirect_stdout(console), contextlib.redirect_stderr(console):
+                return run()
+        except BaseException:
+            console.close_status()
+            print(f"kabuflow run failed; the full KFP log: {path}", file=term, flush=True)
+            raise
+        finally:
+            root_logger.handlers = saved
+            console.close_status()
+
+
+def _lay_out(evaluation: Path, out: Path) -> dict:
+    """Copy the results next to `out`, link each stage's artifact there; returns metrics.json."""
     for name in RESULTS:
         shutil.copyfile(evaluation / name, out / name)
     run_dir = evaluation.parents[1]
     for task_name, output in STAGE_OUTPUTS.items():
         _link(run_dir / task_name / output, out / output)
     _link(evaluation, out / "evaluation")
-    metrics = json.loads((out / "metrics.json").read_text())
-    from kabuflow.evaluate.report import summary_table
-
-    print(summary_table(metrics))
-    print(f"\npipeline finished in {seconds:.0f} s; report: {out / 'report.html'}")
-    return metrics
+    return json.loads((out / "metrics.json").read_text())
 
 
 def _link(target: Path, link: Path) -> None:

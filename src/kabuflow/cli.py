@@ -55,10 +55,10 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    """Whole pipeline through the KFP local runner."""
+    """Whole pipeline through a KFP local runner (subprocesses, or containers of the project image)."""
     from pipelines.local import run_local
 
-    run_local(_config(args), Path(args.out))
+    run_local(_config(args), Path(args.out), args.runner, args.image, args.verbose)
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:
@@ -183,7 +183,15 @@ def _parser() -> argparse.ArgumentParser:
         (("--end",), {}),
     ]
     req = {"required": True}
-    add("run", cmd_run, *src, (("--out",), {"default": "runs/local"}))
+    add(
+        "run",
+        cmd_run,
+        *src,
+        (("--out",), {"default": "runs/local"}),
+        (("--runner",), {"choices": ["subprocess", "docker"], "default": "subprocess"}),
+        (("--image",), {"default": "", "help": "--runner docker: default localhost/kabuflow:cpu-<sha>"}),
+        (("--verbose",), {"action": "store_true", "help": "stream the KFP runner's full log"}),
+    )
     add("ingest", cmd_ingest, *src, (("--out",), req))
     add("features", _stage("kabuflow.features", "features", "raw"), (("--raw",), req), (("--out",), req))
     add(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -56,6 +57,13 @@ def member_config(cfg: Config, m: int) -> Config:
     return cfg.with_overrides([f"train.seed={cfg.train.seed * cfg.model.members + m}"])
 
 
+def _epoch_event(fold: int, member: int, members: int, epoch: int, val_rank_ic: float) -> None:
+    """The console's progress bar: `epoch` (0-based) of `member` has ended; -1 = the member starts."""
+    telemetry.event(
+        "epoch", model="atft", fold=fold, member=member, members=members, epoch=epoch + 1, val=val_rank_ic
+    )
+
+
 def _checkpoint(out: Path, m: int) -> Path:
     return out / (CHECKPOINT if m == 0 else f"checkpoint.m{m}.pt")
 
@@ -78,6 +86,8 @@ def _train_atft(
     data = DayData(panel, g, int(days["test"][-1]), device)
     fits = []
     for m in range(cfg.model.members):
+        progress = functools.partial(_epoch_event, k, m, cfg.model.members)
+        progress(-1, float("nan"))
         with deterministic(device):
             fits.append(
                 fit_atft(
@@ -88,6 +98,7 @@ def _train_atft(
                     fold=k,
                     rank=rank,
                     world=world,
+                    on_epoch_end=progress if rank == 0 else None,
                 )
             )
     model = fits[0].model if len(fits) == 1 else Ensemble([f.model for f in fits])
@@ -178,7 +189,10 @@ def train_fold(
         if pred is None:  # a non-zero torchrun rank: rank 0 writes the artifacts
             return {"rank": info["rank"], "world_size": info["world_size"], "model": model, "fold": k}
         rec.rows_out = pred.height
-    nested = split_metrics(pred)
+        nested = split_metrics(pred)
+        gate_h = cfg.evaluate.gate_horizon  # the console's key figure (and a Prometheus gauge)
+        rec.labels = {"fold": str(k), "model": model, "horizon": gate_h}
+        rec.extra["test_rank_ic"] = nested.get("test", {}).get(gate_h, {}).get("rank_ic", float("nan"))
     history = info.pop("history", [])
     metrics = {"model": model, "fold": k, "splits": nested, **info}
     write_parquet(out / "predictions.parquet", pred)

@@ -61,6 +61,7 @@ def features(cfg: Config, raw: str | Path, out: str | Path) -> dict[str, Any]:
         manifest = {**info, **artifacts.stamp(cfg, stage="features")}
         artifacts.write_json(Path(out) / "manifest.json", manifest)
         rec.rows_out = frame.height
+        rec.extra["features"] = len(info["features"])
     return manifest
 
 
