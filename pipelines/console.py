@@ -174,6 +174,7 @@ class Console(io.TextIOBase):
             st.fold_tasks_done += 1
             if status != "SUCCESS":
                 self._print(_row(task, None, f"{status}: see the log"))
+            self._show_status()
             return
         started = st.running.pop(task, None)
         seconds = self.clock() - started if started is not None else None
@@ -187,7 +188,8 @@ class Console(io.TextIOBase):
             self.term.write("\r\x1b[K")
         self.term.write(line + "\n")
         self.lines_printed += 1
-        if self.tty and self._status:
+        if self.tty:  # redrawn from the state now: the line just printed may have ended what it showed
+            self._status = self.status_text()
             self.term.write(self._status)
         self.term.flush()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import dataclasses
 import importlib.util
@@ -91,10 +92,14 @@ def run_local(
     t0 = time.perf_counter()
     pipeline = build_pipeline(cfg, image=image)
     config = json.dumps(cfg.to_dict(), sort_keys=True)
-    if verbose:
-        task = pipeline(config=config)
-    else:
-        task = _quietly(lambda: pipeline(config=config), cfg, out, runner)
+    printer = builtins.print  # kfp indents task output by swapping print, racily across parallel tasks
+    try:
+        if verbose:
+            task = pipeline(config=config)
+        else:
+            task = _quietly(lambda: pipeline(config=config), cfg, out, runner)
+    finally:
+        builtins.print = printer
     seconds = time.perf_counter() - t0
     metrics = _lay_out(Path(task.output.path), out)
     write_json(out / "run.json", {**record, "image": image, "seconds": seconds, "finished": time.time()})
