@@ -10,8 +10,9 @@ OUT=${OUT:-runs/image-test}
 SMALL=(--set synthetic.n_stocks=40 --set synthetic.start=2019-01-04 --set synthetic.end=2021-06-30
        --set folds.n_folds=2 --set folds.val_days=40 --set folds.test_days=40 --set folds.min_train_days=250
        --set train.epochs=1 --set model.members=1 --set lightgbm.n_estimators=20)
-LOCK=${KABUFLOW_LOCK:-/tmp/kabuflow-heavy.lock}
-heavy() { if command -v flock >/dev/null; then flock "$LOCK" "$@"; else "$@"; fi; }
+# KABUFLOW_LOCK= (empty) when the caller already holds the lock: flock on a new descriptor would wait on itself.
+LOCK=${KABUFLOW_LOCK-/tmp/kabuflow-heavy.lock}
+heavy() { if [[ -n $LOCK ]] && command -v flock >/dev/null; then flock "$LOCK" "$@"; else "$@"; fi; }
 stamp() { date +%s; }
 
 t0=$(stamp)
