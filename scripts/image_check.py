@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,11 +24,28 @@ def _tasks(run: Path) -> list[Path]:
     return sorted(run.glob("kfp/*/**/executor_output.json"))
 
 
-def container_starts(client: docker.DockerClient, label: str, since: float, until: float) -> list[dict]:
-    """The engine's own record: a `start` event per container labelled with this run."""
+def container_starts(client: docker.DockerClient, label: str, since: float, until: float) -> list[str]:
+    """The engine's own record: the image of each container labelled with this run that started.
+
+    podman 4.3's Docker-compatible events endpoint answers a bounded query with nothing (and its CLI's
+    --until drops past events), so on podman its CLI reads the log from `since` on, the label alone
+    naming the run; on Docker the API does."""
+    match = ["--filter", "event=start", "--filter", f"label=kabuflow.run={label}"]
+    if shutil.which("podman"):
+        cmd = [
+            "podman",
+            "events",
+            "--stream=false",
+            "--since",
+            str(int(since)),
+            *match,
+            "--format",
+            "{{.Image}}",
+        ]
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
     filters = {"type": "container", "event": "start", "label": f"kabuflow.run={label}"}
     events = client.events(since=int(since), until=int(until) + 1, filters=filters, decode=True)
-    return [e for e in events if e.get("status", e.get("Action")) == "start"]
+    return [e.get("from", "") for e in events]
 
 
 def diff_metrics(a: dict, b: dict, path: str = "") -> list[str]:
@@ -50,7 +69,7 @@ def check(docker_run: Path, subprocess_run: Path) -> list[str]:
     try:
         tasks = _tasks(docker_run)
         starts = container_starts(client, record["label"], record["started"], record["finished"])
-        images = {e.get("Actor", {}).get("Attributes", {}).get("image", e.get("from")) for e in starts}
+        images = set(starts)
         print(f"image-check: {len(tasks)} tasks, {len(starts)} containers started, images {sorted(images)}")
         if len(starts) != len(tasks) or not tasks:
             problems.append(f"{len(tasks)} tasks ran but the engine started {len(starts)} containers")
