@@ -92,7 +92,8 @@ class Console(io.TextIOBase):
     Everything written goes to `log` unchanged. `term` gets one line per finished task (name, seconds,
     key figure) and, below them, one status line: the running task, or while folds train a bar over the
     ATFT epochs with each running fold's member and epoch and an ETA. On a terminal the status line is
-    rewritten in place; elsewhere (CI, a pipe) it is printed at most every `every` seconds.
+    rewritten in place; elsewhere (CI, a pipe) the bar is printed when the ATFT epochs first pass each
+    of `marks` (0 %, 25 %, ... by default), so the console's length does not grow with the run's time.
     """
 
     def __init__(
@@ -101,15 +102,15 @@ class Console(io.TextIOBase):
         term: TextIO,
         plan: Plan,
         tty: bool,
-        every: float = 60.0,
+        marks: int = 4,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.log, self.term, self.plan, self.tty, self.every, self.clock = log, term, plan, tty, every, clock
+        self.log, self.term, self.plan, self.tty, self.marks, self.clock = log, term, plan, tty, marks, clock
         self.state = _State()
         self._buf = ""
         self._lock = threading.Lock()  # the runner prints from one thread per parallel task
         self._status = ""
-        self._last_status_at = float("-inf")
+        self._last_mark = -1
         self.lines_printed = 0
 
     def writable(self) -> bool:
@@ -199,9 +200,15 @@ class Console(io.TextIOBase):
             self._status = status
             self.term.write("\r\x1b[K" + status)
             self.term.flush()
-        elif status and self.state.folds and self.clock() - self._last_status_at >= self.every:
-            self._last_status_at = self.clock()
+        elif status and self.state.folds and (mark := int(self._fraction() * self.marks)) > self._last_mark:
+            self._last_mark = mark
             self._print(status)
+
+    def _done(self) -> int:
+        return self.state.units_done + sum(f.done for f in self.state.folds.values())
+
+    def _fraction(self) -> float:
+        return min(1.0, self._done() / self.plan.units)
 
     def status_text(self) -> str:
         """'folds [####......] 40% 6/15 tasks | atft/0 m2/3 e1/4 | ETA 1 min 20 s', or the running task."""
@@ -211,8 +218,8 @@ class Console(io.TextIOBase):
             return f"  {name} ... {now - t0:.0f} s"
         if not st.folds:
             return ""
-        done = st.units_done + sum(f.done for f in st.folds.values())
-        frac = min(1.0, done / self.plan.units)
+        done = self._done()
+        frac = self._fraction()
         bar = "#" * round(20 * frac) + "." * (20 - round(20 * frac))
         running = " ".join(
             f"atft/{k} m{f.member + 1}/{self.plan.members} e{min(f.epoch + 1, self.plan.epochs)}/{self.plan.epochs}"
