@@ -11,7 +11,6 @@ import pytest
 from test_files import BARS_CSV, cfg_for, make_dir
 
 from kabuflow import schema, telemetry
-from kabuflow.config import ConfigError
 from kabuflow.ingest import ingest
 from kabuflow.schema import SchemaError
 
@@ -70,11 +69,6 @@ def test_failed_ingest_leaves_no_manifest(tmp_path):
         ingest(cfg_for(root), out)
     assert not (out / "manifest.json").exists()  # the old manifest no longer vouches for this directory
     assert not list(out.glob("*.tmp"))
-
-
-def test_unknown_source_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="data.source='yahoo'"):
-        ingest(cfg_for(tmp_path, "data.source=yahoo"), tmp_path / "out")
 
 
 def test_rows_up_to_d_do_not_move_when_later_data_changes(tmp_path):
