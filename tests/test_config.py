@@ -84,3 +84,19 @@ def test_config_is_frozen_and_round_trips_through_json():
 def test_code_version_names_the_commit():
     version = code_version()
     assert len(version.split("-")[0]) == 40 or version.startswith("kabuflow-")
+
+
+def test_with_params_replaces_fields_checked_like_overrides():
+    cfg = load("local")
+    got = cfg.with_params({"train.seed": 7, "model.input_norm": "san"})
+    assert (got.train.seed, got.model.input_norm) == (7, "san")
+    assert got.train.lr == cfg.train.lr and cfg.train.seed == 0  # the rest kept; the original untouched
+    with pytest.raises(ConfigError, match="unknown config key 'train.sed'"):
+        cfg.with_params({"train.sed": 1})
+    with pytest.raises(ConfigError, match="model.input_norm must be one of fan, san, none, got 'bn'"):
+        cfg.with_params({"model.input_norm": "bn"})
+
+
+def test_stamp_leaves_out_the_cluster_section():
+    stamped = load("a100").stamped()
+    assert "pipeline" not in stamped and stamped["model"]["hidden"] == 256

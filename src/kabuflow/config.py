@@ -197,6 +197,7 @@ class RidgeConfig:
 
 @dataclass(frozen=True)
 class HPOConfig:
+    trials: int = 20
     storage: str = ""  # "" = sqlite:///<out>/optuna.db ; postgresql://... in the cluster
     study: str = "atft"
     epochs: int = 3
@@ -278,21 +279,6 @@ class Config:
         artifact that carried them would differ between two clusters for no reason."""
         return {k: v for k, v in self.to_dict().items() if k != "pipeline"}
 
-    def replace(self, changes: dict[str, Any]) -> Config:
-        """A new Config with `section.key` fields set (dataclasses.replace per section): the changes code
-        makes (member seeds, HPO trials), whose values already have the field's type. An unknown key is an
-        error; text from a user goes through with_overrides, which parses and checks it."""
-        sections: dict[str, dict[str, Any]] = {}
-        for key, value in changes.items():
-            section, _, name = key.partition(".")
-            part = getattr(self, section, None)
-            if not dataclasses.is_dataclass(part) or name not in {f.name for f in dataclasses.fields(part)}:
-                raise ConfigError(f"unknown config key {key!r}")
-            sections.setdefault(section, {})[name] = value
-        return dataclasses.replace(
-            self, **{sec: dataclasses.replace(getattr(self, sec), **kv) for sec, kv in sections.items()}
-        )
-
     def with_overrides(self, overrides: list[str] | tuple[str, ...]) -> Config:
         """A new Config with `section.key=value` strings applied, each checked against the field's type."""
         tree = self.to_dict()
@@ -310,6 +296,28 @@ class Config:
             except (yaml.YAMLError, ValueError) as err:
                 raise ConfigError(f"{key.strip()}: cannot read {raw!r}: {err}") from None
         return from_dict(tree)
+
+    def with_params(self, params: dict[str, Any]) -> Config:
+        """A new Config with `{"section.key": value}` applied by dataclasses.replace, each value checked
+        against the field's type (an HPO trial's settings, or hpo.json's best ones)."""
+        changed: dict[str, dict[str, Any]] = {}
+        for key, value in params.items():
+            section, name, tp = field_type(key)
+            changed.setdefault(section, {})[name] = _coerce(value, tp, key)
+        parts = {s: dataclasses.replace(getattr(self, s), **kv) for s, kv in changed.items()}
+        return dataclasses.replace(self, **parts)
+
+
+def field_type(key: str) -> tuple[str, str, Any]:
+    """(section, name, type) of the setting `section.name`; a ConfigError naming it when there is none."""
+    section, _, name = key.partition(".")
+    cls = typing.get_type_hints(Config).get(section)
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        raise ConfigError(f"unknown config key {key!r}")
+    hints = typing.get_type_hints(cls)
+    if name not in hints:
+        raise ConfigError(f"unknown config key {key!r}")
+    return section, name, hints[name]
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:

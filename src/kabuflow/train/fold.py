@@ -48,7 +48,7 @@ def _dist_env(device: torch.device) -> tuple[int, int, torch.device]:
 def member_config(cfg: Config, m: int) -> Config:
     """Member m's config: train.seed = seed * members + m, so the members of seeds 0 and 1 never
     share a seed and a one-member model keeps the plain seed."""
-    return cfg.replace({"train.seed": cfg.train.seed * cfg.model.members + m})
+    return cfg.with_params({"train.seed": cfg.train.seed * cfg.model.members + m})
 
 
 def _checkpoint(out: Path, m: int) -> Path:

@@ -21,18 +21,19 @@ from kabuflow.train.days import DayData, deterministic, resolve_device
 from kabuflow.train.loop import fit_atft
 
 
-def suggest(trial: optuna.Trial, cfg: Config) -> dict[str, Any]:
-    """The trial's config changes, {"section.key": value}. Width choices scale with the profile's hidden size."""
+def suggest(trial: optuna.Trial, cfg: Config) -> list[str]:
+    """The trial's `section.key=value` overrides. Width choices scale with the profile's hidden size."""
     h = cfg.model.hidden
-    return {
-        "model.hidden": trial.suggest_categorical("model.hidden", [max(16, h // 2), h, 2 * h]),
-        "model.dropout": trial.suggest_float("model.dropout", 0.0, 0.3),
-        "model.input_norm": trial.suggest_categorical("model.input_norm", ["fan", "san", "none"]),
-        "model.gat_layers": trial.suggest_int("model.gat_layers", 1, 3),
-        "train.lr": trial.suggest_float("train.lr", 3e-4, 5e-3, log=True),
-        "train.weight_decay": trial.suggest_float("train.weight_decay", 1e-6, 1e-2, log=True),
-        "train.rank_weight": trial.suggest_float("train.rank_weight", 0.0, 2.0),
-    }
+    hidden = trial.suggest_categorical("model.hidden", [max(16, h // 2), h, 2 * h])
+    return [
+        f"model.hidden={hidden}",
+        f"model.dropout={trial.suggest_float('model.dropout', 0.0, 0.3)}",
+        f"model.input_norm={trial.suggest_categorical('model.input_norm', ['fan', 'san', 'none'])}",
+        f"model.gat_layers={trial.suggest_int('model.gat_layers', 1, 3)}",
+        f"train.lr={trial.suggest_float('train.lr', 3e-4, 5e-3, log=True)}",
+        f"train.weight_decay={trial.suggest_float('train.weight_decay', 1e-6, 1e-2, log=True)}",
+        f"train.rank_weight={trial.suggest_float('train.rank_weight', 0.0, 2.0)}",
+    ]
 
 
 def redact(url: str) -> str:
@@ -42,7 +43,7 @@ def redact(url: str) -> str:
 
 def _objective(cfg: Config, data: DayData, days: dict[str, np.ndarray], k: int) -> Any:
     def objective(trial: optuna.Trial) -> float:
-        tcfg = cfg.replace({**suggest(trial, cfg), "train.epochs": cfg.hpo.epochs})
+        tcfg = cfg.with_overrides([*suggest(trial, cfg), f"train.epochs={cfg.hpo.epochs}"])
 
         def report(epoch: int, score: float) -> None:
             trial.report(score, epoch)
