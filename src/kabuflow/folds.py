@@ -116,12 +116,13 @@ def make_folds(cfg: FoldsConfig, dates: list[dt.date] | list[str], max_horizon: 
 
 def fold_index(fold: Fold, dates: list[dt.date] | list[str]) -> dict[str, slice]:
     """Slices of the session axis for the fold's train, val and test dates (bounds must be sessions)."""
-    iso = [d.isoformat() if isinstance(d, dt.date) else str(d) for d in dates]
+    days = _as_dates(dates)
     out = {}
     for split in SPLITS:
-        lo, hi = getattr(fold, f"{split}_start"), getattr(fold, f"{split}_end")
-        i, j = bisect.bisect_left(iso, lo), bisect.bisect_left(iso, hi)
-        if i == len(iso) or iso[i] != lo or j == len(iso) or iso[j] != hi:
+        bounds = getattr(fold, f"{split}_start"), getattr(fold, f"{split}_end")
+        lo, hi = (dt.date.fromisoformat(b) for b in bounds)
+        i, j = bisect.bisect_left(days, lo), bisect.bisect_left(days, hi)
+        if i == len(days) or days[i] != lo or j == len(days) or days[j] != hi:
             raise ValueError(f"fold {fold.k}: {split} bounds {lo}..{hi} are not sessions of these dates")
         out[split] = slice(i, j + 1)
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,10 @@ class Panel:
     market: np.ndarray  # [T, N] int16 index into meta["markets"], -1 unknown
     meta: dict[str, Any]
 
-    @property
+    @functools.cached_property
     def dates(self) -> list[dt.date]:
-        """The session axis as dates."""
+        """The session axis as dates, parsed once (meta.json stores them as ISO strings; nothing else should
+        read those)."""
         return [dt.date.fromisoformat(d) for d in self.meta["dates"]]
 
     @property

@@ -37,7 +37,7 @@ def prediction_table(
     horizons = np.asarray(panel.horizons, dtype=np.int32)
     n_h = len(horizons)
     label = np.asarray(panel.Y_raw[t, s], dtype=np.float64) if with_labels else np.full(score.shape, np.nan)
-    dates = np.asarray(panel.meta["dates"], dtype="datetime64[D]")
+    dates = np.asarray(panel.dates, dtype="datetime64[D]")
     codes = np.asarray(panel.codes)
     cols: dict[str, Any] = {
         "date": np.repeat(dates[t], n_h),
