@@ -19,8 +19,9 @@ from kabuflow.graph import load_graph
 from kabuflow.normalize import load_panel
 from kabuflow.predict import load_model, predict_dates
 from kabuflow.train import train_fold
+from kabuflow.train.checkpoint import FitState
 from kabuflow.train.days import DayData
-from kabuflow.train.loop import FitState, _end_epoch, fit_atft
+from kabuflow.train.loop import _end_epoch, fit_atft
 
 TINY = [
     "model.hidden=16",
