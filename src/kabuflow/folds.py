@@ -133,7 +133,12 @@ def write_folds(path: str | Path, folds: list[Fold], extra: dict[str, Any] | Non
     return write_json(path, {"folds": [f.to_dict() for f in folds], **(extra or {})})
 
 
-def read_folds(folds: str | Path | list[Fold] | list[dict[str, Any]]) -> list[Fold]:
+# Where folds come from: a folds file or the directory holding folds.json, or the Fold objects (or their
+# dicts, the items a KFP ParallelFor hands over) themselves.
+FoldsLike = str | Path | list[Fold] | list[dict[str, Any]]
+
+
+def read_folds(folds: FoldsLike) -> list[Fold]:
     """Folds from a file written by write_folds (or a bare JSON list), from `path/folds.json`, or from a
     list of Fold objects or their dicts (the items a KFP ParallelFor hands over)."""
     if not isinstance(folds, str | Path):
@@ -144,7 +149,7 @@ def read_folds(folds: str | Path | list[Fold] | list[dict[str, Any]]) -> list[Fo
     return [Fold.from_dict(d) for d in items]
 
 
-def read_fold(folds: str | Path | list[Fold] | list[dict[str, Any]], k: int) -> Fold:
+def read_fold(folds: FoldsLike, k: int) -> Fold:
     """Fold k (see read_folds); an unknown k is an error listing the known ones."""
     items = read_folds(folds)
     match = [f for f in items if f.k == k]

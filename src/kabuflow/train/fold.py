@@ -17,7 +17,7 @@ import torch.distributed as dist
 from kabuflow import telemetry
 from kabuflow.artifacts import atomic_write, stamp, write_json, write_parquet
 from kabuflow.config import Config, ModelName
-from kabuflow.folds import Fold, fold_days, read_fold
+from kabuflow.folds import FoldsLike, fold_days, read_fold
 from kabuflow.graph import Graph, as_graph
 from kabuflow.model.atft_gat_fan import Ensemble, model_config_to_dict, n_params
 from kabuflow.model.losses import horizon_weights
@@ -144,7 +144,7 @@ def train_fold(
     cfg: Config,
     panel: Panel | str | Path,
     graph: Graph | str | Path | None,
-    folds: str | Path | list[Fold] | list[dict[str, Any]],
+    folds: FoldsLike,
     k: int,
     model: str,
     out: str | Path,
