@@ -87,3 +87,12 @@ def test_rows_up_to_d_do_not_move_when_later_data_changes(tmp_path):
             for o in ("out_a", "out_b")
         )
         assert a.equals(b), name
+
+
+def test_every_source_the_config_allows_has_a_module():
+    import typing
+
+    from kabuflow.config import Source
+    from kabuflow.ingest import SOURCES
+
+    assert set(SOURCES) == set(typing.get_args(Source)) == {"synthetic", "jquants", "files"}

@@ -17,6 +17,8 @@ import yaml
 HORIZONS: tuple[int, ...] = (1, 5, 10, 20)
 # The model kinds train-fold knows (kabuflow.train.MODELS is this list).
 ModelName = Literal["atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d"]
+# Where ingest reads from (kabuflow.ingest.SOURCES maps each to its module).
+Source = Literal["synthetic", "jquants", "files"]
 
 
 class ConfigError(ValueError):
@@ -25,7 +27,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: Literal["synthetic", "jquants", "files"] = "synthetic"
+    source: Source = "synthetic"
     path: str = ""  # files source: directory of J-Quants-shaped parquet/CSV
     start: str = ""  # ISO date; "" = source default
     end: str = ""
