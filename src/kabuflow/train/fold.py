@@ -81,8 +81,9 @@ def _train_atft(
     data = DayData(panel, g, int(days["test"][-1]), device)
     fits = []
     for m in range(cfg.model.members):
-        progress = functools.partial(_epoch_event, k, m, cfg.model.members)
-        progress(-1, float("nan"))
+        progress = functools.partial(_epoch_event, k, m, cfg.model.members) if rank == 0 else None
+        if progress is not None:
+            progress(-1, float("nan"))
         with deterministic(device):
             fits.append(
                 fit_atft(
@@ -93,7 +94,7 @@ def _train_atft(
                     fold=k,
                     rank=rank,
                     world=world,
-                    on_epoch_end=progress if rank == 0 else None,
+                    on_epoch_end=progress,
                 )
             )
     model = fits[0].model if len(fits) == 1 else Ensemble([f.model for f in fits])
