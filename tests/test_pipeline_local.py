@@ -67,6 +67,8 @@ def test_the_console_is_one_line_per_task_and_the_full_log_is_a_file(run_dir):
     assert sorted(set(rows)) == sorted([*stages, "train-fold"]) and rows.count("train-fold") == 2 * 5
     assert all(rows.count(s) == 1 for s in stages)
     assert "Got executor_input" not in stdout and len(lines) < 40
+    bars = [ln for ln in lines if ln.startswith("  folds [")]  # the folds' epoch events reached the console
+    assert bars and all(" | atft/" in ln for ln in bars)
 
 
 def test_stitched_predictions_are_out_of_sample_and_unique(run_dir):
