@@ -79,15 +79,7 @@ def run_local(
     # The local runner warns, per task, that cluster-only settings (resources, the image) do nothing here.
     warnings.filterwarnings("ignore", module=r"kfp\.local\..*")
     record: dict[str, Any] = {"runner": runner, "env": env, "started": time.time()}
-    if runner == "docker":
-        from pipelines.containers import docker_runner
-
-        # The label names this run's containers in the engine's event log (scripts/image_check.py).
-        record["label"] = f"{out.name}-{time.strftime('%Y%m%dT%H%M%S')}"
-        task_runner, image = docker_runner(cfg, root, image or default_image(), env, record["label"])
-        record["read_only"] = task_runner.container_run_args.get("read_only", False)
-    else:
-        task_runner, image = local.SubprocessRunner(use_venv=False), "kabuflow:local"
+    task_runner, image = _runner(runner, cfg, out, image, record)
     local.init(runner=task_runner, pipeline_root=str(root), raise_on_error=True)
     t0 = time.perf_counter()
     pipeline = build_pipeline(cfg, image=image)
@@ -110,6 +102,21 @@ def run_local(
     return metrics
 
 
+def _runner(kind: str, cfg: Config, out: Path, image: str, record: dict[str, Any]) -> tuple[Any, str]:
+    """The kfp task runner and the image name to build the pipeline with; notes the run in `record`."""
+    from kfp import local
+
+    if kind == "subprocess":
+        return local.SubprocessRunner(use_venv=False), "kabuflow:local"
+    from pipelines.containers import docker_runner
+
+    # The label names this run's containers in the engine's event log (scripts/image_check.py).
+    record["label"] = f"{out.name}-{time.strftime('%Y%m%dT%H%M%S')}"
+    runner, image = docker_runner(cfg, out / "kfp", image or default_image(), record["env"], record["label"])
+    record["read_only"] = runner.container_run_args.get("read_only", False)
+    return runner, image
+
+
 def default_image() -> str:
     """The image `make image-cpu` builds from this checkout: localhost/kabuflow:cpu-<short sha>."""
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
@@ -129,8 +136,8 @@ def _quietly(run: Callable[[], Any], cfg: Config, out: Path, runner: str) -> Any
     print(f"kabuflow run: {runner} runner; the full KFP log: {path}", file=term, flush=True)
     root_logger = logging.getLogger()
     saved = root_logger.handlers[:]
-    with path.open("w") as log:
-        console = Console(log, term, plan, tty=term.isatty())
+    with path.open("w") as stream:
+        console = Console(stream, term, plan, tty=term.isatty())
         # kfp logs through the root logger, also after the run (workspace clean-up): into the log as well.
         root_logger.handlers = [logging.StreamHandler(console)]
         try:
