@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/image-test}
-SMALL=(--set synthetic.n_stocks=40 --set synthetic.start=2019-01-04 --set synthetic.end=2021-06-30
+SMALL=(--set synthetic.n_stocks=30 --set synthetic.start=2019-01-04 --set synthetic.end=2021-06-30
        --set folds.n_folds=2 --set folds.val_days=40 --set folds.test_days=40 --set folds.min_train_days=250
        --set train.epochs=1 --set model.members=1 --set lightgbm.n_estimators=20)
 # KABUFLOW_LOCK= (empty) when the caller already holds the lock: flock on a new descriptor would wait on itself.
