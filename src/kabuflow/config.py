@@ -29,6 +29,10 @@ class DataConfig:
     path: str = ""  # files source: directory of J-Quants-shaped parquet/CSV
     start: str = ""  # ISO date; "" = source default
     end: str = ""
+    # One-day adjusted moves beyond the TSE daily price limit (sources/guard.py): repair a missed split's
+    # adjustment and mask bad prints (repair), mask both (mask), or leave the bars as they came (keep).
+    bad_moves: str = "repair"  # repair | mask | keep
+    limit_tolerance: float = 0.05  # share by which every limit is widened before a move counts as illegal
 
 
 @dataclass(frozen=True)
