@@ -50,6 +50,9 @@ class SyntheticConfig:
     pead: float = 0.014
     volume_shock: float = 0.012
     vol_interaction: float = 0.014
+    # Data faults planted into the bars with known answers (sources/synthetic_plants.py): this many missed
+    # splits and as many bad prints, for checking the ingest guard. 0 = none (the market as simulated).
+    plant_bad_moves: int = 0
 
 
 @dataclass(frozen=True)

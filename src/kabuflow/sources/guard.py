@@ -196,22 +196,26 @@ def _split_ratio(s: _Code, p: int, i: int, rule: Rule) -> float | None:
 
 
 def _is_split(s: _Code, p: int, i: int, q: float) -> bool:
-    """The level persists at the new ratio and volume moves the other way, each past halfway (in log)."""
+    """The new level persists: the median close after is nearer (in log) the old median times q than
+    the old median. And volume moves the other way at all: daily volume is noisy enough (attention,
+    news) that a 1:2 split's doubling often shows as much less over VOLUME_BARS sessions."""
     before = np.flatnonzero(s.alive[: p + 1])
     r = _median(s.c[i : i + LEVEL_BARS]) / _median(s.c[before[-LEVEL_BARS:]])
     rv = _median(s.vo[i : i + VOLUME_BARS]) / _median(s.vo[before[-VOLUME_BARS:]])
     lq = np.log(q)
     persists = abs(np.log(r) - lq) < abs(lq) / 2
-    inverse = bool(np.isfinite(rv) and rv > 0 and -np.log(rv) * np.sign(lq) > abs(lq) / 2)
+    inverse = bool(np.isfinite(rv) and rv > 0 and -np.log(rv) * np.sign(lq) > 0)
     return bool(persists and inverse)
 
 
 def _reverts(s: _Code, p: int, i: int, rule: Rule) -> int | None:
-    """The first bar j in (i, i + SPIKE_BARS] reached from p by a legal move (bars i..j-1 are the spike)."""
+    """The first bar j in (i, i + SPIKE_BARS] back within one session's limit of bar p (bars i..j-1
+    are the spike). One session's, not the gap's compounded: a lasting move is not "back"."""
     j = np.arange(i + 1, min(i + 1 + SPIKE_BARS, s.c.size))
     if not j.size:
         return None
-    ok = np.flatnonzero(s.legal_from(p, j, rule))
+    up_x, down_x = side_x(s.into[p, 0], s.into[p, 1], s.dates[j])
+    ok = np.flatnonzero(legal(np.asarray(s.c[p]), s.move(p, j), np.ones(j.size), rule, up_x, down_x))
     return int(j[ok[0]]) if ok.size else None
 
 
