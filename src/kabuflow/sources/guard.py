@@ -44,6 +44,7 @@ SPIKE_BARS = 5  # a bad print is a run of at most this many bars after which the
 # 2020-07-31, x4 (2 days) from 2020-08-03 (JPX, 制限値幅の拡大運用の見直し). Prices do not show the order
 # book, so a close at its limit is taken to open the broadened side for the next move.
 BROADEN_X4_FROM = np.datetime64("2020-08-03")
+EPS = 1e-9  # a move of exactly the limit (3,740 from 4,440) must not fail on rounding
 AT_LIMIT = 0.98  # a move of at least this share of the limit closed at it (ticks round the last yen)
 LEVEL_BARS, VOLUME_BARS = 5, 10
 # Raw closes unknown (raw_unknown): the true raw close is taken to lie within 10x either way of the
@@ -102,7 +103,7 @@ def legal(
     """Whether an adjusted move (a share of the previous close) over `gap` sessions fits the limits:
     the previous raw close's width as a share of it, times up_x / down_x on a broadened side, widened
     by rule.tol, compounded over the gap."""
-    s = share(base_raw, rule.scale) * (1.0 + rule.tol)
+    s = share(base_raw, rule.scale) * (1.0 + rule.tol) + EPS
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         up = (1.0 + s * up_x) ** gap - 1.0
         down = 1.0 - np.maximum(1.0 - s * down_x, 0.0) ** gap
