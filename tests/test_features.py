@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from test_features_support import CLOSES, bars, fins, flows, margin, random_market, sessions, tiny
 
-from kabuflow.config import Config
+from kabuflow.config import Config, ConfigError
 from kabuflow.features import FEATURES, build, features
 
 H = (1, 5, 10, 20)
@@ -249,3 +249,11 @@ def test_masked_windows_equal_windows_over_each_code():
         c=C.rolling_std(5, min_samples=5).rolling_max(10, min_samples=10).over("code"),
     )
     assert got.equals(want) and got["c"].null_count() < got.height
+
+
+@pytest.mark.parametrize("horizons", ["[]", "[5, 0]", "[-1]"])
+def test_horizons_must_be_positive_and_present(tmp_path, horizons):
+    with pytest.raises(ConfigError, match=r"features.horizons must be a non-empty list of sessions >= 1"):
+        features(
+            Config().with_overrides([f"features.horizons={horizons}"]), tmp_path / "raw", tmp_path / "out"
+        )
