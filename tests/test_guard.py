@@ -102,14 +102,26 @@ def test_bad_print_is_masked_and_its_move_back_is_the_same_event():
     assert dropped == [{"table": "equities_bars_daily", "reason": "guard_bad_print", "rows": 1}]
 
 
-def test_lasting_jump_that_is_no_split_drops_the_bars_before_it():
+def test_lasting_jump_that_is_no_split_masks_its_day_and_goes_on_from_the_new_level():
     # +46 % from a close that was not at its limit, lasting, volume flat: near 3:2 in price but the
-    # volume does not move, so no split; what came before cannot be joined to what comes after.
+    # volume does not move, so no split; the day is masked and the next moves start from 1,900.
     jump = bars("4444", [1300.0, 1300, 1300, 1900, 1900, 1910, 1890, 1900])
     out, info, dropped = guard.guard(jump, "repair", 0.05)
-    assert [(e["verdict"], e["rows"]) for e in info["events"]] == [("level_shift", 3)]
-    assert out["Date"].to_list() == DAYS[3:8]
-    assert dropped == [{"table": "equities_bars_daily", "reason": "guard_level_shift", "rows": 3}]
+    assert [(e["verdict"], e["date"], e["rows"]) for e in info["events"]] == [
+        ("level_shift", str(DAYS[3]), 1)
+    ]
+    assert out["Date"].to_list() == DAYS[:3] + DAYS[4:8]
+    assert dropped == [{"table": "equities_bars_daily", "reason": "guard_level_shift", "rows": 1}]
+
+
+def test_untraded_sessions_in_between_may_have_broadened_the_limit():
+    # 1,000 -> 1,700 across two missing sessions (untraded limit days drop out as zero-volume rows): with
+    # the x2 broadening compounded over 3 sessions it is legal; on consecutive sessions it is not.
+    gapped = pl.concat([bars("7777", [1000.0, 1000]), bars("7777", [1700.0, 1700], start=4)])
+    assert guard.guard(gapped, "repair", 0.0)[1]["events"] == []
+    assert (
+        guard.guard(bars("7777", [1000.0, 1000, 1700, 1700]), "repair", 0.0)[1]["counts"]["level_shift"] == 1
+    )
 
 
 def test_codes_are_judged_apart_and_a_code_change_is_no_move():

@@ -120,7 +120,8 @@ class Event:
     prev_date: str
     raw_move: float  # C / previous C - 1
     adj_move: float  # AdjC / previous AdjC - 1, before any repair
-    limit: float  # the allowed share of the previous raw close (one session, before tolerance)
+    limit: float  # the limit as a share of the previous raw close (one session, before tolerance and
+    # broadening; with raw closes unknown, the widest within 10x)
     verdict: str  # missed_split | bad_print | level_shift
     ratio: float  # missed_split: price ratio new/old (0.5 = a 1:2 split); else the raw ratio
     action: str  # repaired | masked | kept
@@ -159,8 +160,9 @@ class _Code:
 
     def legal_from(self, p: int, j: np.ndarray | int, rule: Rule) -> np.ndarray:
         """Whether the moves p -> j fit the limits of c[p], broadened when p closed at its limit."""
-        up_x, down_x = side_x(self.into[p, 0], self.into[p, 1], self.dates[j])
-        return legal(np.asarray(self.c[p]), self.move(p, j), self.sess[j] - self.sess[p], rule, up_x, down_x)
+        gap = self.sess[j] - self.sess[p]
+        up_x, down_x = side_x(self.into[p, 0], self.into[p, 1], self.dates[j], gap)
+        return legal(np.asarray(self.c[p]), self.move(p, j), gap, rule, up_x, down_x)
 
     def keep(self, p: int, j: int, rule: Rule) -> int:
         """Bar j follows bar p: note the move into it; returns j."""
@@ -173,11 +175,16 @@ def broaden(dates: np.ndarray) -> np.ndarray:
     return np.where(dates.astype("datetime64[D]") >= BROADEN_X4_FROM, 4.0, 2.0)
 
 
-def side_x(prev_move: np.ndarray, prev_share: np.ndarray, dates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(up_x, down_x) for moves whose previous move was `prev_move` against a limit of `prev_share`."""
+def side_x(
+    prev_move: np.ndarray, prev_share: np.ndarray, dates: np.ndarray, gap: Any = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """(up_x, down_x) for moves whose previous move was `prev_move` against a limit of `prev_share`,
+    over `gap` sessions: a close at the limit opens that side; missing sessions in between (untraded
+    days, which is how a stock at an unfilled limit shows in the bars) open both."""
     x = broaden(dates)
-    up = np.where(prev_move >= AT_LIMIT * prev_share, x, 1.0)
-    down = np.where(prev_move <= -AT_LIMIT * prev_share, x, 1.0)
+    skipped = np.asarray(gap) > 1
+    up = np.where((prev_move >= AT_LIMIT * prev_share) | skipped, x, 1.0)
+    down = np.where((prev_move <= -AT_LIMIT * prev_share) | skipped, x, 1.0)
     return up, down
 
 
@@ -220,14 +227,16 @@ def _reverts(s: _Code, p: int, i: int, rule: Rule) -> int | None:
     return int(j[ok[0]]) if ok.size else None
 
 
-def _event(s: _Code, p: int, i: int, verdict: str, ratio: float, action: str, rows: int) -> Event:
+def _event(
+    s: _Code, p: int, i: int, verdict: str, ratio: float, action: str, rows: int, scale: float
+) -> Event:
     return Event(
         code=s.code,
         date=str(s.dates[i]),
         prev_date=str(s.dates[p]),
         raw_move=round(float(s.c[i] / s.c[p] - 1.0), 6),
         adj_move=round(float(s.adjc[i] / s.adjc[p] - 1.0), 6),
-        limit=round(float(limit_width(np.array(s.c[p])) / s.c[p]), 6),
+        limit=round(float(share(np.asarray(s.c[p]), scale)), 6),
         verdict=verdict,
         ratio=round(ratio, 6),
         action=action,
@@ -240,8 +249,10 @@ def scan(s: _Code, mode: str, rule: Rule) -> list[Event]:
 
     missed_split: repair scales AdjO..AdjC before the event by the ratio (AdjVo inversely) and the
     event's AdjFactor by it; mask drops the code's bars before it (no window spans the break).
-    bad_print: the spike's bars are dropped. level_shift (a lasting jump that is no split): the bars
-    before it are dropped, as for a masked split. keep reports and changes nothing.
+    bad_print: the spike's bars are dropped. level_shift (a lasting jump that is no split): that bar
+    is dropped and the next move is judged from its close, the new level; on bars whose raw closes
+    are unknown most such jumps are real moves of a price band misjudged, so the history stays.
+    keep reports and changes nothing.
     """
     events, last, i, n = [], 0, 1, s.c.size
     none = np.array([], dtype=np.int64)
@@ -266,10 +277,10 @@ def scan(s: _Code, mode: str, rule: Rule) -> list[Event]:
             last, i = s.keep(p, end, rule), end + 1  # the move back at `end` belongs to this event
         else:
             verdict, ratio, action = "level_shift", float(s.c[i] / s.c[p]), _masked(mode)
-            gone = np.flatnonzero(s.alive[:i]) if mode != "keep" else none
-            last, i = i, i + 1  # a fresh start: nothing broadened
+            gone = np.array([i]) if mode != "keep" else none
+            last, i = i, i + 1  # the new level is the base from here; nothing broadened
         s.alive[gone] = False
-        events.append(_event(s, p, at, verdict, ratio, action, int(gone.size)))
+        events.append(_event(s, p, at, verdict, ratio, action, int(gone.size), rule.scale))
     return events
 
 
@@ -363,7 +374,7 @@ def _consecutive(
         move = np.where(same, np.concatenate([[1.0], adjc[1:] / adjc[:-1]]) - 1.0, 0.0)
         sh = np.concatenate([[1.0], share(c[:-1], rule.scale)])
     gap = np.concatenate([[1], sess[1:] - sess[:-1]])
-    up_x, down_x = side_x(np.roll(move, 1), np.roll(sh, 1), df["Date"].to_numpy())
+    up_x, down_x = side_x(np.roll(move, 1), np.roll(sh, 1), df["Date"].to_numpy(), gap)
     base = np.concatenate([c[:1], c[:-1]])
     ok = ~same | legal(base, move, gap, rule, up_x, down_x)
     return _Consecutive(move, sh, ok, np.concatenate([np.flatnonzero(~same), [df.height]]))
