@@ -10,7 +10,7 @@ import pytest
 
 from kabuflow import calendar
 from kabuflow.config import ConfigError
-from kabuflow.sources import guard
+from kabuflow.sources import guard, limits
 
 DAYS = calendar.sessions(dt.date(2019, 6, 3), dt.date(2019, 12, 27))  # before 2020-08-03: x2 broadening
 
@@ -43,10 +43,10 @@ SPIKE = bars("2222", [1000.0] * 10 + [4000.0] + [1000.0] * 10)
 def test_limit_table_matches_jpx():
     base = np.array([99, 100, 199.9, 200, 999, 1000, 2999, 3000, 5000, 9999, 10000, 1e5, 4.9e7, 5e7, 9e8])
     want = [30, 50, 50, 80, 150, 300, 500, 700, 1000, 1500, 3000, 30000, 7e6, 1e7, 1e7]
-    assert guard.limit_width(base).tolist() == want
+    assert limits.limit_width(base).tolist() == want
     # unknown raw closes: the widest share within 10x either way (449 -> 44.9 yen: 30 / 44.9)
-    assert guard.share(np.array([449.0]), 10.0)[0] == pytest.approx(30 / 44.9)
-    assert guard.share(np.array([37000.0]), 10.0)[0] == pytest.approx(0.3)  # at 10,000 and 100,000
+    assert limits.share(np.array([449.0]), 10.0)[0] == pytest.approx(30 / 44.9)
+    assert limits.share(np.array([37000.0]), 10.0)[0] == pytest.approx(0.3)  # at 10,000 and 100,000
 
 
 def test_moves_at_the_limit_and_broadened_after_a_limit_close_are_legal():
@@ -55,7 +55,7 @@ def test_moves_at_the_limit_and_broadened_after_a_limit_close_are_legal():
     ok = bars("3333", [1000.0, 1300, 1900, 1900, 1880])
     _, info, _ = guard.guard(ok, "repair", 0.0)
     assert info["events"] == []
-    assert guard.broaden(np.array(["2020-07-31", "2020-08-03"], dtype="datetime64[D]")).tolist() == [2, 4]
+    assert limits.broaden(np.array(["2020-07-31", "2020-08-03"], dtype="datetime64[D]")).tolist() == [2, 4]
 
 
 def test_missed_split_is_repaired_from_its_date_back():
