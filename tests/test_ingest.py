@@ -11,7 +11,6 @@ import pytest
 from test_files import BARS_CSV, cfg_for, make_dir
 
 from kabuflow import calendar, schema, telemetry
-from kabuflow.config import ConfigError
 from kabuflow.ingest import ingest
 from kabuflow.schema import SchemaError
 
@@ -70,11 +69,6 @@ def test_failed_ingest_leaves_no_manifest(tmp_path):
         ingest(cfg_for(root), out)
     assert not (out / "manifest.json").exists()  # the old manifest no longer vouches for this directory
     assert not list(out.glob("*.tmp"))
-
-
-def test_unknown_source_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="data.source='yahoo'"):
-        ingest(cfg_for(tmp_path, "data.source=yahoo"), tmp_path / "out")
 
 
 def test_rows_up_to_d_do_not_move_when_later_data_changes(tmp_path):
@@ -157,3 +151,12 @@ def test_a_master_history_and_a_survivors_only_set_are_told_apart(tmp_path):
     assert manifest["master"]["mode"] == "history" and manifest["master"]["dates"] == 2
     s = manifest["survivorship"]
     assert s["survivors_only"] and s["codes_ending_early"] == 0 and "survivors only" in s["note"]
+
+
+def test_every_source_the_config_allows_has_a_module():
+    import typing
+
+    from kabuflow.config import Source
+    from kabuflow.ingest import SOURCES
+
+    assert set(SOURCES) == set(typing.get_args(Source)) == {"synthetic", "jquants", "files"}
