@@ -8,7 +8,7 @@ import json
 
 import polars as pl
 import pytest
-from test_files import BARS_CSV, cfg_for, make_dir
+from raw_files import BARS_CSV, cfg_for, make_dir
 
 from kabuflow import calendar, schema, telemetry
 from kabuflow.ingest import ingest

@@ -7,7 +7,7 @@ import statistics
 
 import polars as pl
 import pytest
-from test_features_support import CLOSES, bars, fins, flows, margin, random_market, sessions, tiny
+from market_tables import CLOSES, bars, fins, flows, margin, random_market, sessions, tiny
 
 from kabuflow.config import Config, ConfigError
 from kabuflow.features import FEATURES, build, features
@@ -229,7 +229,7 @@ def test_pandas_reference_agrees(tmp_path):
 
 def tiny_master(m: dict[str, pl.DataFrame]) -> pl.DataFrame:
     """One snapshot row per code dated after the bars (the real set's shape)."""
-    from test_features_support import master
+    from market_tables import master
 
     codes = m["equities_bars_daily"]["Code"].unique().sort().to_list()
     return master([(dt.date(2025, 3, 1), c, ["0050", "3050"][i % 2], "0111") for i, c in enumerate(codes)])
