@@ -61,6 +61,22 @@ def cmd_run(args: argparse.Namespace) -> None:
     run_local(_config(args), Path(args.out))
 
 
+def cmd_audit(args: argparse.Namespace) -> None:
+    """Look-ahead audit: rerun the stages on the data cut after each D; exit 2 when a value moved."""
+    from kabuflow.audit import audit
+    from kabuflow.audit.report import text
+
+    cfg = _config(args)
+    if args.cut:
+        cfg = cfg.with_overrides([f"audit.cuts=[{', '.join(args.cut)}]"])
+    with local_output(args.out) as out:
+        report = audit(cfg, out)
+    print(text(report, cfg.audit.worst))
+    print(f"audit: wrote {args.out}/audit.json and audit.html")
+    if not report["passed"]:
+        raise SystemExit(2)
+
+
 def cmd_ingest(args: argparse.Namespace) -> None:
     """Raw tables from one source."""
     from kabuflow.ingest import ingest
@@ -185,6 +201,8 @@ def _parser() -> argparse.ArgumentParser:
     req = {"required": True}
     add("run", cmd_run, *src, (("--out",), {"default": "runs/local"}))
     add("ingest", cmd_ingest, *src, (("--out",), req))
+    cut = {"action": "append", "metavar": "D", "help": "cut date (repeatable); default: 3 over the range"}
+    add("audit", cmd_audit, *src, (("--cut",), cut), (("--out",), {"default": "runs/audit"}))
     add("features", _stage("kabuflow.features", "features", "raw"), (("--raw",), req), (("--out",), req))
     add(
         "normalize",

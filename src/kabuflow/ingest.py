@@ -15,6 +15,7 @@ import polars as pl
 from kabuflow import artifacts, schema, telemetry
 from kabuflow.config import Config, ConfigError
 from kabuflow.schema import RAW, SchemaError
+from kabuflow.sources import SourceResult
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +89,21 @@ def ingest(cfg: Config, out: str | Path) -> dict[str, Any]:
     """
     if cfg.data.source not in SOURCES:
         raise ConfigError(f"data.source={cfg.data.source!r} is not one of {', '.join(SOURCES)}")
+    # A failing source must not leave an older manifest vouching for this directory.
+    (Path(out) / "manifest.json").unlink(missing_ok=True)
+    cfg = resolve(cfg, out)
+    return write_raw(cfg, importlib.import_module(SOURCES[cfg.data.source]).load(cfg), out)
+
+
+def write_raw(cfg: Config, result: SourceResult, out: str | Path) -> dict[str, Any]:
+    """Check a source's tables against schema.RAW and write them, extras and manifest.json into `out`.
+
+    The part of ingest after the source: `kabuflow audit` hands it truncated copies of the tables.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)
-    cfg = resolve(cfg, out)
     with telemetry.stage("ingest") as rec:
-        result = importlib.import_module(SOURCES[cfg.data.source]).load(cfg)
         unknown = sorted(set(result.tables) - set(RAW))
         if unknown:
             raise SchemaError(

@@ -148,6 +148,18 @@ def nanmedian(a: np.ndarray) -> np.ndarray:
     return np.where(n > 0, (lo + hi) / 2, np.nan)[..., 0]
 
 
+def cross_sum(a: np.ndarray, axis: int = -1, keepdims: bool = False) -> np.ndarray:
+    """Sum over a cross-section ignoring NaN, added in code order one value after another.
+
+    np.nansum adds pairwise in blocks set by position and length, so the same stocks' values can round
+    differently in a panel whose code axis holds more absent codes (NaN) between them: the panel of data
+    cut after D lacks the codes first listed later, and `kabuflow audit` requires its numbers to be
+    bit-identical to the full panel's. A sequential sum adds an exact 0 for every absent code.
+    """
+    out = np.take(np.nancumsum(a, axis=axis), -1, axis=axis)
+    return np.expand_dims(out, axis) if keepdims else out
+
+
 def robust_z(x: np.ndarray, clip: float) -> np.ndarray:
     """(x - median) / (1.4826 MAD) over the last axis (one date's cross-section), clipped; NaN kept.
 
@@ -158,7 +170,7 @@ def robust_z(x: np.ndarray, clip: float) -> np.ndarray:
     dev = np.abs(z)
     n = (~np.isnan(dev)).sum(-1)
     mad = nanmedian(dev) * MAD_SCALE
-    mean_ad = np.divide(np.nansum(dev, -1), n, out=np.zeros_like(mad), where=n > 0) * MEAN_AD_SCALE
+    mean_ad = np.divide(cross_sum(dev), n, out=np.zeros_like(mad), where=n > 0) * MEAN_AD_SCALE
     scale = np.where(mad > 0, mad, mean_ad)[..., None]
     np.divide(z, scale, out=z, where=scale > 0)  # scale 0: constant cross-section, z = x - med = 0 already
     return np.clip(z, -clip, clip, out=z)
@@ -230,8 +242,8 @@ def label_z(y: np.ndarray, valid: np.ndarray, clip: float) -> np.ndarray:
     NaN elsewhere. Same-date values only (the labels themselves look ahead by definition)."""
     yv = np.where(valid[..., None], y, np.nan)
     n = (~np.isnan(yv)).sum(1, keepdims=True)
-    mean = np.divide(np.nansum(yv, 1, keepdims=True), n, out=np.zeros(n.shape), where=n > 0)
-    var = np.divide(np.nansum((yv - mean) ** 2, 1, keepdims=True), n - 1, out=np.zeros(n.shape), where=n > 1)
+    mean = np.divide(cross_sum(yv, 1, keepdims=True), n, out=np.zeros(n.shape), where=n > 0)
+    var = np.divide(cross_sum((yv - mean) ** 2, 1, keepdims=True), n - 1, out=np.zeros(n.shape), where=n > 1)
     sd = np.sqrt(var)
     z = np.divide(yv - mean, sd, out=np.full(yv.shape, np.nan), where=sd > 0)
     return np.clip(z, -clip, clip).astype(np.float32)

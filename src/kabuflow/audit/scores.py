@@ -1,0 +1,127 @@
+"""Model scores under the audit: one fold trained on data <= the earliest cut scores both panels."""
+
+# ATFT is trained once, by train-fold, on the earliest cut's own panel and graph (it cannot have seen
+# anything later), then scores every date <= D of the full and the cut panel. Each baseline is fitted by
+# its own train-fold code on the same train dates of each panel: nothing fitted may read a date after D,
+# so the two fits, and their scores on every date <= D, must be identical.
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from kabuflow.audit.compare import Tally, differs
+from kabuflow.baselines import run_baseline
+from kabuflow.config import Config
+from kabuflow.evaluate.lookahead import flags, loadings
+from kabuflow.folds import make_folds
+from kabuflow.normalize import load_panel
+from kabuflow.train import train_fold
+from kabuflow.train_data import fold_days, load_graph
+from kabuflow.train_predict import predict_dates
+
+KEY = ["date", "code", "horizon"]
+
+
+def audit_fold(cfg: Config, dates: list[str]) -> dict[str, Any]:
+    """One walk-forward fold inside `dates` (the earliest cut's sessions): validation and test windows of
+    min(folds.val_days, T/8) sessions at the end, the folds' embargo before each."""
+    v = max(2, min(cfg.folds.val_days, len(dates) // 8))
+    fc = dataclasses.replace(cfg.folds, n_folds=1, val_days=v, test_days=v, min_train_days=1)
+    return make_folds(fc, dates, max(cfg.features.horizons))[0].to_dict()
+
+
+def _days(fold: dict[str, Any], dates: list[dt.date], upto: int) -> dict[str, np.ndarray]:
+    """The fold's train and val days; "test" is every date <= `upto`: all of them are scored."""
+    days = fold_days(fold, dates)
+    return {"train": days["train"], "val": days["val"], "test": np.arange(upto + 1, dtype=np.int64)}
+
+
+class Scores:
+    """The trained fold (at the first cut) and the full panel's scores, kept between cuts."""
+
+    def __init__(self, cfg: Config, full: Path, work: Path) -> None:
+        self.cfg, self.full, self.work = cfg, full, work
+        self.models = tuple(cfg.audit.models)
+        self.fold: dict[str, Any] | None = None
+        self.cache: dict[str, pl.DataFrame] = {}
+
+    def train(self, first: Path) -> None:
+        """Train ATFT on the earliest cut's panel and graph (its fold ends at that cut)."""
+        self.fold = audit_fold(self.cfg, load_panel(first / "panel").meta["dates"])
+        if "atft" in self.models:
+            train_fold(self.cfg, first / "panel", first / "graph", [self.fold], 0, "atft", self.work / "atft")
+
+    def score(self, model: str, root: Path, upto: dt.date, tag: str) -> pl.DataFrame:
+        """(date, code, horizon, score) of `model` on root's panel, every date <= upto."""
+        panel = load_panel(root / "panel")
+        last = max(i for i, d in enumerate(panel.dates) if d <= upto)
+        if model == "atft":
+            graph = load_graph(root / "graph") if self.cfg.model.use_graph else None
+            pred = predict_dates(self.work / "atft", panel, graph, panel.dates[: last + 1])
+        else:
+            out = self.work / f"{model}-{tag}"
+            out.mkdir(parents=True, exist_ok=True)
+            pred, _ = run_baseline(self.cfg, panel, _days(self.fold, panel.dates, last), model, 0, out)
+            pred = pred.filter(pl.col("split") == "test")
+        return pred.select(*KEY, "score").sort(KEY)
+
+    def full_scores(self, model: str) -> pl.DataFrame:
+        """The full panel's scores on every date: computed once, sliced per cut."""
+        if model not in self.cache:
+            end = load_panel(self.full / "panel").dates[-1]
+            self.cache[model] = self.score(model, self.full, end, "full")
+        return self.cache[model]
+
+    def compare(self, root: Path, d: dt.date) -> list[Tally]:
+        """One tally per model and horizon: scores on every (date, code) <= D of both panels."""
+        tallies = []
+        for model in self.models:
+            a = self.full_scores(model).filter(pl.col("date") <= d)
+            b = self.score(model, root, d, f"cut-{d}")
+            both = a.join(b, on=KEY, how="full", coalesce=True, suffix="_cut")
+            for h, part in both.group_by("horizon", maintain_order=True):
+                fa, fb = part["score"].to_numpy(), part["score_cut"].to_numpy()
+                when, codes = part["date"].to_physical().to_numpy(), part["code"]
+                t = Tally(f"{model}:{h[0]}d")
+                t.add(
+                    part.height,
+                    differs(fa, fb),
+                    when,
+                    lambda i, fa=fa, fb=fb, w=when, c=codes: (int(w[i]), c[i], fa[i], fb[i]),
+                )
+                tallies.append(t)
+        return tallies
+
+    def lookahead(self, leak_rank_ic_1d: float, min_margin: float) -> dict[str, Any]:
+        """The statistical check on the full panel's scores after the earliest cut (out of sample for
+        every model): loadings on r(t-2..t+3), and warnings. evaluate's 1-day RankIC alarm is the
+        loading on r(t+2), since y_1d(t) is day t+2's return."""
+        after = dt.date.fromisoformat(self.fold["test_end"])
+        scores = pl.concat(
+            [
+                self.full_scores(m)
+                .filter(pl.col("horizon") == 1, pl.col("date") > after)
+                .select("date", "code", pl.lit(m).alias("model"), "score")
+                for m in self.models
+            ]
+        ).drop_nulls("score")
+        panel = load_panel(self.full / "panel")
+        t, s = np.nonzero(np.asarray(panel.valid))
+        y1 = np.asarray(panel.Y_raw[:, :, 0])[t, s]
+        dates = np.asarray(panel.meta["dates"], dtype="datetime64[D]")
+        labels = pl.DataFrame(
+            {"date": dates[t], "code": np.asarray(panel.codes)[s], "label": y1.astype(np.float64)}
+        )
+        table = loadings(scores, labels.with_columns(pl.col("label").fill_nan(None)))
+        alarmed = {
+            m: f"1-day RankIC {v['t+2']:.4f} above evaluate.leak_rank_ic_1d={leak_rank_ic_1d}"
+            for m, v in table.items()
+            if v["t+2"] > leak_rank_ic_1d
+        }
+        return {"after": after.isoformat(), "table": table, "warnings": flags(table, alarmed, min_margin)}
