@@ -85,6 +85,10 @@ class NormalizeConfig:
     clip: float = 5.0
     market_window: int = 252
     market_min_periods: int = 60
+    # Sessions between the end of the market features' trailing window and t: 1 = strictly past (a shock
+    # never dilutes its own yardstick), 0 includes t. A negative lag reaches |lag| sessions into the
+    # future: a leak, allowed only so that `kabuflow audit` can be shown catching it (it warns).
+    market_lag: int = 1
     dtype: str = "float32"  # float16 | float32
     # A stock-day is `valid` when it has a row and at least this share of its stock features is present.
     min_valid_share: float = 0.5

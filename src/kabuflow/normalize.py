@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ KINDS = ("stock", "market", "flag")
 MAD_SCALE = 1.4826  # MAD of a normal sample × 1.4826 ≈ its standard deviation
 MEAN_AD_SCALE = 1.2533141373155  # sqrt(pi/2): the same for the mean absolute deviation
 ARRAYS = ("X", "Y", "Y_raw", "valid", "R", "sector", "market")
+log = logging.getLogger(__name__)
 COLUMN_BATCH = 8  # features read and normalized per pass: raw columns never all in RAM
 X_BLOCK_BYTES = 256 * 2**20  # X is assembled this many bytes of dates at a time, never whole in RAM
 
@@ -88,6 +90,12 @@ def _check_cfg(c: NormalizeConfig) -> None:
         raise ConfigError(f"normalize.dtype must be float16 or float32, got {c.dtype!r}")
     if not 2 <= c.market_min_periods <= c.market_window:
         raise ConfigError("normalize.market_min_periods must be in [2, normalize.market_window]")
+    if c.market_lag < 1 - c.market_window:
+        raise ConfigError(f"normalize.market_lag must be >= 1 - normalize.market_window, got {c.market_lag}")
+    if c.market_lag < 0:
+        log.warning(
+            "normalize.market_lag=%d reads %d future sessions: a look-ahead leak", c.market_lag, -c.market_lag
+        )
     if c.clip <= 0 or not 0 <= c.min_valid_share <= 1:
         raise ConfigError("normalize.clip must be > 0 and normalize.min_valid_share in [0, 1]")
 
@@ -183,16 +191,18 @@ def rank_gauss(x: np.ndarray, clip: float) -> np.ndarray:
     return np.clip(ndtri(u), -clip, clip).astype(np.float32)
 
 
-def trailing_z(values: np.ndarray, window: int, min_periods: int, clip: float) -> np.ndarray:
-    """Z-score of values[t] against values[t-window .. t-1]: STRICTLY past sessions, never t or later.
+def trailing_z(values: np.ndarray, window: int, min_periods: int, clip: float, lag: int = 1) -> np.ndarray:
+    """Z-score of values[t] against values[t-lag-window+1 .. t-lag]: with lag 1 (the default) STRICTLY
+    past sessions, never t or later.
 
     Excluding t itself (not only the future) keeps a shock from diluting its own yardstick, which would
     cap |z| at sqrt(n-1). values: [T, F] with NaN missing; NaN out where fewer than `min_periods`
-    past values exist or their standard deviation (ddof=1) is 0.
+    window values exist or their standard deviation (ddof=1) is 0. lag < 0 reads the future (a leak).
     """
     t, f = values.shape
-    padded = np.concatenate([np.full((window, f), np.nan), values])[:-1]
-    win = sliding_window_view(padded, window, axis=0)  # [T, F, window]: win[t] = values[t-window:t]
+    front, back = window + lag - 1, max(0, -lag)  # padding so that win[t] = values[t-lag-window+1 : t-lag+1]
+    padded = np.concatenate([np.full((front, f), np.nan), values, np.full((back, f), np.nan)])
+    win = sliding_window_view(padded, window, axis=0)[:t]  # [T, F, window]
     ok = np.isfinite(win)
     cnt = ok.sum(-1)
     mean = np.where(ok, win, 0.0).sum(-1) / np.maximum(cnt, 1)
@@ -229,7 +239,7 @@ def _features(
                 present += np.isfinite(x).sum(1, dtype=np.int32)
                 x = (robust_z if c.method == "robust_z" else rank_gauss)(x, c.clip)
             elif k == "market":  # one value per date: the cross-sectional median of the rows' copies
-                level = trailing_z(nanmedian(x), c.market_window, c.market_min_periods, c.clip)
+                level = trailing_z(nanmedian(x), c.market_window, c.market_min_periods, c.clip, c.market_lag)
                 x = np.where(np.isnan(x), np.nan, level[..., None])
             blocks.append(
                 (batch, np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0).astype(c.dtype))
@@ -335,7 +345,7 @@ def normalize(cfg: Config, features: str | Path, out: str | Path) -> dict[str, A
             "markets": markets,
             "dtype": c.dtype,
             "return_source": "ret_log_1d" if ret == "ret_log_1d" else "log1p(ret_1d)",
-            "market_stats": f"trailing {c.market_window} sessions strictly before t",
+            "market_stats": f"trailing {c.market_window} sessions ending {c.market_lag} before t",
         }
         write_json(out / "meta.json", {**meta, **stamp(cfg)})
         rec.rows_out = int(valid.sum())
