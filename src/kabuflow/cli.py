@@ -147,8 +147,8 @@ def cmd_compile(args: argparse.Namespace) -> None:
     """Pipeline YAML for the cluster."""
     from pipelines.compile import compile_pipeline
 
-    path = compile_pipeline(_config(args), args.image, args.out)
-    print(f"compiled {path} (image {args.image})")
+    path = compile_pipeline(_config(args), args.image, args.out, args.pipeline)
+    print(f"compiled {args.pipeline} pipeline {path} (image {args.image})")
 
 
 def cmd_submit(args: argparse.Namespace) -> None:
@@ -239,7 +239,13 @@ def _parser() -> argparse.ArgumentParser:
         (("--storage",), {"help": "optuna storage URL (sqlite:///..., postgresql://...)"}),
         (("--out",), {"default": "runs/hpo"}),
     )
-    add("compile", cmd_compile, (("--image",), req), (("--out",), {"default": "pipeline.yaml"}))
+    add(
+        "compile",
+        cmd_compile,
+        (("--image",), req),
+        (("--out",), {"default": "pipeline.yaml"}),
+        (("--pipeline",), {"choices": ["kabuflow", "audit"], "default": "kabuflow"}),
+    )
     add(
         "submit",
         cmd_submit,
