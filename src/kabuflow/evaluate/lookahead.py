@@ -16,6 +16,7 @@ from kabuflow import calendar
 
 OFFSETS = (-2, -1, 0, 1, 2, 3)  # k: the day whose return r(t+k) is ranked
 NOT_REFERENCE = ("atft", "oracle")  # judged; every other model is a baseline or factor: the yardstick
+BAD, OK = "background:#f2dede", "background:#dff0d8"  # inline: the fragment goes into two pages' styles
 DEFINITION = (
     "mean over dates t of the Spearman correlation between a model's 1d score at t and the realised "
     "1-day return of day t+k (close t+k-1 to close t+k), k = -2..3; r(t+1) is in no label"
@@ -80,7 +81,7 @@ def html_table(table: dict[str, dict[str, float]], warnings: list[dict[str, Any]
     head = "".join(f"<th>r({_key(k)})</th>" for k in OFFSETS)
     rows = []
     for model, v in table.items():
-        style = ' class="bad"' if model in flagged else ""
+        style = f' style="{BAD}"' if model in flagged else ""
         cells = "".join(f"<td>{v[_key(k)]:.4f}</td>" for k in OFFSETS)
         rows.append(f"<tr{style}><td>{html.escape(model)}</td>{cells}</tr>")
     notes = "".join(f'<p class="bad">⚠ {html.escape(w["message"])}</p>' for w in warnings) or (
@@ -88,4 +89,26 @@ def html_table(table: dict[str, dict[str, float]], warnings: list[dict[str, Any]
     )
     return (
         f"<p>{html.escape(DEFINITION)}.</p><table><tr><th>model</th>{head}</tr>{''.join(rows)}</table>{notes}"
+    )
+
+
+def check(frame: pl.DataFrame, alarms: list[dict[str, Any]], min_margin: float) -> dict[str, Any]:
+    """evaluate's version: loadings of every model's stitched 1d test scores (labels from the same
+    predictions), and warnings, counting each model's leakage alarms of evaluate's scorecard."""
+    one = frame.filter(pl.col("horizon") == 1)
+    scores = one.select("date", "code", "model", "score").drop_nulls("score")
+    labels = one.filter(pl.col("model") != "oracle").select("date", "code", "label")
+    alarmed: dict[str, str] = {}
+    for a in alarms:
+        alarmed.setdefault(a["model"], a["message"])
+    table = loadings(scores, labels)
+    return {"table": table, "warnings": flags(table, alarmed, min_margin), "definition": DEFINITION}
+
+
+def section(result: dict[str, Any] | None) -> str:
+    """The report's section (empty when the metrics predate the check)."""
+    if not result:
+        return ""
+    return "<h2>Look-ahead check: score at t vs the return of day t+k</h2>" + html_table(
+        result["table"], result["warnings"]
     )
