@@ -16,27 +16,27 @@ import numpy as np
 import polars as pl
 
 from kabuflow.audit.compare import Tally, differs
-from kabuflow.baselines import run_baseline
 from kabuflow.config import Config
 from kabuflow.evaluate.lookahead import flags, loadings
-from kabuflow.folds import make_folds
+from kabuflow.folds import Fold, fold_days, make_folds
+from kabuflow.graph import load_graph
 from kabuflow.normalize import load_panel
+from kabuflow.predict import predict_dates
 from kabuflow.train import train_fold
-from kabuflow.train_data import fold_days, load_graph
-from kabuflow.train_predict import predict_dates
+from kabuflow.train.baselines import run_baseline
 
 KEY = ["date", "code", "horizon"]
 
 
-def audit_fold(cfg: Config, dates: list[str]) -> dict[str, Any]:
+def audit_fold(cfg: Config, dates: list[str]) -> Fold:
     """One walk-forward fold inside `dates` (the earliest cut's sessions): validation and test windows of
     min(folds.val_days, T/8) sessions at the end, the folds' embargo before each."""
     v = max(2, min(cfg.folds.val_days, len(dates) // 8))
     fc = dataclasses.replace(cfg.folds, n_folds=1, val_days=v, test_days=v, min_train_days=1)
-    return make_folds(fc, dates, max(cfg.features.horizons))[0].to_dict()
+    return make_folds(fc, dates, max(cfg.features.horizons))[0]
 
 
-def _days(fold: dict[str, Any], dates: list[dt.date], upto: int) -> dict[str, np.ndarray]:
+def _days(fold: Fold, dates: list[dt.date], upto: int) -> dict[str, np.ndarray]:
     """The fold's train and val days; "test" is every date <= `upto`: all of them are scored."""
     days = fold_days(fold, dates)
     return {"train": days["train"], "val": days["val"], "test": np.arange(upto + 1, dtype=np.int64)}
@@ -48,7 +48,7 @@ class Scores:
     def __init__(self, cfg: Config, full: Path, work: Path) -> None:
         self.cfg, self.full, self.work = cfg, full, work
         self.models = tuple(cfg.audit.models)
-        self.fold: dict[str, Any] | None = None
+        self.fold: Fold | None = None
         self.cache: dict[str, pl.DataFrame] = {}
 
     def train(self, first: Path) -> None:
@@ -102,7 +102,7 @@ class Scores:
         """The statistical check on the full panel's scores after the earliest cut (out of sample for
         every model): loadings on r(t-2..t+3), and warnings. evaluate's 1-day RankIC alarm is the
         loading on r(t+2), since y_1d(t) is day t+2's return."""
-        after = dt.date.fromisoformat(self.fold["test_end"])
+        after = dt.date.fromisoformat(self.fold.test_end)
         scores = pl.concat(
             [
                 self.full_scores(m)
