@@ -7,12 +7,15 @@ def audit(config: str, result: Output[Dataset], metrics: Output[Metrics], report
     """The look-ahead audit (kabuflow.audit): values compared and moved per stage and cut; True = passed."""
     import json
     import shutil
+    import tempfile
     from pathlib import Path
 
     from kabuflow.audit import audit as stage
     from kabuflow.config import from_dict
 
-    out = stage(from_dict(json.loads(config)), result.path)
+    # The stage outputs (a full run's worth) stay on the pod's disk: only the verdict is an artifact.
+    with tempfile.TemporaryDirectory(prefix="kabuflow-audit-") as work:
+        out = stage(from_dict(json.loads(config)), result.path, work)
     shutil.copyfile(Path(result.path) / "audit.html", report.path)
     for s in out["stages"]:
         key = f"{s['stage']}_{s['cut']}"

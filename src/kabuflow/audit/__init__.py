@@ -125,17 +125,18 @@ def _cut(cfg: Config, full: Path, work: Path, d: dt.date, tables: dict, cost: Co
     return notes
 
 
-def audit(cfg: Config, out: str | Path) -> dict[str, Any]:
+def audit(cfg: Config, out: str | Path, work: str | Path | None = None) -> dict[str, Any]:
     """Full run once, then per cut D: truncate every raw table, rerun the stages, compare dates <= D;
     the models' scores likewise, and the statistical check on the full run's out-of-sample scores.
 
     Writes out/audit.json and out/audit.html; returns the report. `passed` is False when any value moved.
+    The stage outputs go under `work` (default out/work): the full run's stay, each cut's are removed.
     """
     from kabuflow.audit.report import write_report
     from kabuflow.audit.scores import Scores
 
     out = Path(out)
-    work, cost = out / "work", Cost()
+    work, cost = Path(work) if work else out / "work", Cost()
     full = work / "full"
     with cost("full", "ingest"):
         ingest(cfg, full / "raw")
