@@ -97,6 +97,9 @@ def test_a_leaking_feature_is_caught_naming_the_column_and_the_first_moved_date(
     assert [c["column"] for c in feats["columns"] if c["moved"]] == ["leak_next_ret_1d"]
     panel = next(s for s in report["stages"] if s["stage"] == "panel")
     assert panel["columns"][0]["column"] == "X:leak_next_ret_1d" and panel["columns"][0]["first_moved"] == CUT
+    page = (tmp_path / "audit.html").read_text()
+    assert "FAILED" in page and f'<tr class="bad"><td>features</td><td>{CUT}</td>' in page
+    assert "leak_next_ret_1d" in page
 
 
 def test_a_leaking_normalizer_setting_is_caught_naming_the_column_and_the_first_moved_date(tmp_path):
