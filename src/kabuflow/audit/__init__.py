@@ -125,6 +125,17 @@ def _cut(cfg: Config, full: Path, work: Path, d: dt.date, tables: dict, cost: Co
     return notes
 
 
+def _scores(scores: Any, root: Path, d: dt.date, first: bool, cost: Cost) -> dict[str, Any]:
+    """The scores verdict for one cut; at the first (earliest) cut the ATFT fold is trained first."""
+    if first:
+        with cost(f"cut {d}", "train"):
+            scores.train(root)
+    t0 = time.perf_counter()
+    with cost(f"cut {d}", "compare scores"):
+        tallies = scores.compare(root, d)
+    return result("scores", d, tallies, time.perf_counter() - t0)
+
+
 def audit(cfg: Config, out: str | Path, work: str | Path | None = None) -> dict[str, Any]:
     """Full run once, then per cut D: truncate every raw table, rerun the stages, compare dates <= D;
     the models' scores likewise, and the statistical check on the full run's out-of-sample scores.
@@ -149,13 +160,7 @@ def audit(cfg: Config, out: str | Path, work: str | Path | None = None) -> dict[
         notes[d.isoformat()] = _cut(cfg, full, work, d, tables, cost)
         stages += _compare(full, work / f"cut-{d}", d, cost)
         if scores.models:
-            if i == 0:
-                with cost(f"cut {d}", "train"):
-                    scores.train(work / f"cut-{d}")
-            t0 = time.perf_counter()
-            with cost(f"cut {d}", "compare scores"):
-                tallies = scores.compare(work / f"cut-{d}", d)
-            stages.append(result("scores", d, tallies, time.perf_counter() - t0))
+            stages.append(_scores(scores, work / f"cut-{d}", d, i == 0, cost))
         if not cfg.audit.keep:
             shutil.rmtree(work / f"cut-{d}", ignore_errors=True)
     report = {
