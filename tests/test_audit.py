@@ -153,3 +153,8 @@ def test_a_tally_counts_moved_values_and_keeps_the_earliest_as_its_example():
         "first_moved": "1970-01-08",
         "example": {"date": "1970-01-08", "code": "c3", "full": 4.0, "cut": 4.5},
     }
+
+
+def test_a_first_cut_too_early_to_train_on_is_an_error_naming_it(tmp_path):
+    with pytest.raises(ConfigError, match="the earliest cut 2021-03-01 leaves the models"):
+        audit(_cfg("audit.cuts=[2021-03-01, 2021-08-16]"), tmp_path)

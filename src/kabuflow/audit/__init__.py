@@ -156,6 +156,8 @@ def audit(cfg: Config, out: str | Path, work: str | Path | None = None) -> dict[
     dates = load_panel(full / "panel").dates
     cuts = resolve_cuts(cfg.audit.cuts, dates)
     stages, notes, scores = [], {}, Scores(cfg, full, work / "models")
+    if scores.models:
+        scores.plan(cuts[0])
     for i, d in enumerate(cuts):
         notes[d.isoformat()] = _cut(cfg, full, work, d, tables, cost)
         stages += _compare(full, work / f"cut-{d}", d, cost)

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from kabuflow.audit.compare import Tally, differs
-from kabuflow.config import Config
+from kabuflow.config import Config, ConfigError
 from kabuflow.evaluate.lookahead import flags, loadings
 from kabuflow.folds import Fold, fold_days, make_folds
 from kabuflow.graph import load_graph
@@ -26,6 +26,7 @@ from kabuflow.train import train_fold
 from kabuflow.train.baselines import run_baseline
 
 KEY = ["date", "code", "horizon"]
+MIN_TRAIN_DAYS = 20  # sessions of training data before the audit's fold can fit anything
 
 
 def audit_fold(cfg: Config, dates: list[str]) -> Fold:
@@ -51,9 +52,26 @@ class Scores:
         self.fold: Fold | None = None
         self.cache: dict[str, pl.DataFrame] = {}
 
+    def plan(self, first_cut: dt.date) -> None:
+        """The fold inside the earliest cut, from the full panel's dates <= it (the cut panel's own, which
+        the panel comparison checks); an error before any work when it leaves nothing to train on."""
+        panel = load_panel(self.full / "panel")
+        dates = [d for d in panel.dates if d <= first_cut]
+        try:
+            self.fold = audit_fold(self.cfg, [d.isoformat() for d in dates])
+            train = fold_days(self.fold, dates)["train"]
+        except ValueError:  # make_folds: too few sessions for validation, test and the embargo gaps
+            train = np.zeros(0, np.int64)
+        rows = int(np.asarray(panel.valid[train]).sum())
+        if len(train) < MIN_TRAIN_DAYS or rows == 0:
+            raise ConfigError(
+                f"audit: the earliest cut {first_cut} leaves the models {len(train)} training sessions "
+                f"({rows} valid stock-days) after validation, test and folds.embargo_days="
+                f"{self.cfg.folds.embargo_days}: choose a later first --cut, or --set audit.models=[]"
+            )
+
     def train(self, first: Path) -> None:
         """Train ATFT on the earliest cut's panel and graph (its fold ends at that cut)."""
-        self.fold = audit_fold(self.cfg, load_panel(first / "panel").meta["dates"])
         if "atft" in self.models:
             train_fold(self.cfg, first / "panel", first / "graph", [self.fold], 0, "atft", self.work / "atft")
 
