@@ -85,7 +85,7 @@ def _leak() -> Family:
 
 def test_a_leaking_feature_is_caught_naming_the_column_and_the_first_moved_date(tmp_path, monkeypatch):
     monkeypatch.setattr(registry, "FEATURES", (*registry.FEATURES, _leak()))
-    report = audit(_cfg(f"audit.cuts=[{CUT}]", "audit.models=[]"), tmp_path)
+    report = audit(_cfg(f"audit.cuts=[{CUT}]", "audit.scores=false"), tmp_path)
     assert not report["passed"]
     feats = next(s for s in report["stages"] if s["stage"] == "features")
     worst = feats["columns"][0]
@@ -103,7 +103,7 @@ def test_a_leaking_feature_is_caught_naming_the_column_and_the_first_moved_date(
 
 
 def test_a_leaking_normalizer_setting_is_caught_naming_the_column_and_the_first_moved_date(tmp_path):
-    report = audit(_cfg(f"audit.cuts=[{CUT}]", "audit.models=[]", "normalize.market_lag=-3"), tmp_path)
+    report = audit(_cfg(f"audit.cuts=[{CUT}]", "audit.scores=false", "normalize.market_lag=-3"), tmp_path)
     stages = {s["stage"]: s for s in report["stages"]}
     assert stages["features"]["moved"] == 0 and stages["panel"]["moved"] > 0
     moved = [c for c in stages["panel"]["columns"] if c["moved"]]
@@ -118,7 +118,7 @@ def test_a_leaking_normalizer_setting_is_caught_naming_the_column_and_the_first_
 
 
 def test_the_command_exits_2_when_a_value_moved(tmp_path, capsys):
-    argv = ["audit", "--out", str(tmp_path), "--cut", CUT, "--set", "audit.models=[]"]
+    argv = ["audit", "--out", str(tmp_path), "--cut", CUT, "--set", "audit.scores=false"]
     argv += [a for s in [*SMALL, "normalize.market_lag=-3"] for a in ("--set", s)]
     with pytest.raises(SystemExit) as exit_:
         main(argv)

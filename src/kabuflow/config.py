@@ -233,13 +233,8 @@ class AuditConfig:
     cuts: tuple[str, ...] = ()
     worst: int = 5  # columns listed per stage and cut in the printed table and the HTML
     keep: bool = False  # keep each cut's raw/features/panel/graph (a full copy per cut) after comparing
-    models: tuple[str, ...] = (
-        "atft",
-        "lightgbm",
-        "ridge",
-        "reversal_5d",
-        "momentum_60d",
-    )  # scored; () = none
+    scores: bool = True  # compare the models' scores too (trains one ATFT fold and fits every baseline)
+    models: tuple[str, ...] = ()  # the models whose scores are compared; empty = pipeline.models
 
 
 @dataclass(frozen=True)
