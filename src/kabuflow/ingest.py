@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 
 from kabuflow import artifacts, schema, telemetry
-from kabuflow.config import Config, ConfigError
+from kabuflow.config import Config
 from kabuflow.schema import RAW, SchemaError
 from kabuflow.sources import SourceResult
 
@@ -87,6 +87,7 @@ def ingest(cfg: Config, out: str | Path) -> dict[str, Any]:
     The manifest goes last and an older one is removed first, so a manifest in `out` always
     describes complete tables; table files of earlier runs that this run did not produce are removed.
     """
+<<<<<<< HEAD
     if cfg.data.source not in SOURCES:
         raise ConfigError(f"data.source={cfg.data.source!r} is not one of {', '.join(SOURCES)}")
     # A failing source must not leave an older manifest vouching for this directory.
@@ -100,6 +101,8 @@ def write_raw(cfg: Config, result: SourceResult, out: str | Path) -> dict[str, A
 
     The part of ingest after the source: `kabuflow audit` hands it truncated copies of the tables.
     """
+=======
+>>>>>>> 36bc08d38373f63ace2bffd71761e7a62912cb3f
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)
