@@ -87,15 +87,11 @@ class NormalizeConfig:
     clip: float = 5.0
     market_window: int = 252
     market_min_periods: int = 60
-<<<<<<< HEAD
     # Sessions between the end of the market features' trailing window and t: 1 = strictly past (a shock
     # never dilutes its own yardstick), 0 includes t. A negative lag reaches |lag| sessions into the
     # future: a leak, allowed only so that `kabuflow audit` can be shown catching it (it warns).
     market_lag: int = 1
-    dtype: str = "float32"  # float16 | float32
-=======
     dtype: Literal["float16", "float32"] = "float32"
->>>>>>> 36bc08d38373f63ace2bffd71761e7a62912cb3f
     # A stock-day is `valid` when it has a row and at least this share of its stock features is present.
     min_valid_share: float = 0.5
 
@@ -241,7 +237,7 @@ class AuditConfig:
     worst: int = 5  # columns listed per stage and cut in the printed table and the HTML
     keep: bool = False  # keep each cut's raw/features/panel/graph (a full copy per cut) after comparing
     scores: bool = True  # compare the models' scores too (trains one ATFT fold and fits every baseline)
-    models: tuple[str, ...] = ()  # the models whose scores are compared; empty = pipeline.models
+    models: tuple[ModelName, ...] = ()  # the models whose scores are compared; empty = pipeline.models
 
 
 @dataclass(frozen=True)

@@ -87,9 +87,6 @@ def ingest(cfg: Config, out: str | Path) -> dict[str, Any]:
     The manifest goes last and an older one is removed first, so a manifest in `out` always
     describes complete tables; table files of earlier runs that this run did not produce are removed.
     """
-<<<<<<< HEAD
-    if cfg.data.source not in SOURCES:
-        raise ConfigError(f"data.source={cfg.data.source!r} is not one of {', '.join(SOURCES)}")
     # A failing source must not leave an older manifest vouching for this directory.
     (Path(out) / "manifest.json").unlink(missing_ok=True)
     cfg = resolve(cfg, out)
@@ -101,8 +98,6 @@ def write_raw(cfg: Config, result: SourceResult, out: str | Path) -> dict[str, A
 
     The part of ingest after the source: `kabuflow audit` hands it truncated copies of the tables.
     """
-=======
->>>>>>> 36bc08d38373f63ace2bffd71761e7a62912cb3f
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)

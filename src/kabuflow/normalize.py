@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-<<<<<<< HEAD
-import logging
-=======
 import functools
->>>>>>> 36bc08d38373f63ace2bffd71761e7a62912cb3f
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

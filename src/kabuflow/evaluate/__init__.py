@@ -13,13 +13,8 @@ import polars as pl
 
 from kabuflow import telemetry
 from kabuflow.artifacts import atomic_write, read_json, stamp, write_json, write_parquet
-<<<<<<< HEAD
-from kabuflow.config import Config, EvaluateConfig, code_version
-from kabuflow.evaluate import attribution, backtest, gate, lookahead, metrics, report, scorecard, stitch
-=======
 from kabuflow.config import Config, EvaluateConfig
-from kabuflow.evaluate import attribution, backtest, gate, metrics, report, scorecard, stitch
->>>>>>> 36bc08d38373f63ace2bffd71761e7a62912cb3f
+from kabuflow.evaluate import attribution, backtest, gate, lookahead, metrics, report, scorecard, stitch
 from kabuflow.evaluate.gate import champion_uri, load_champion, promote
 from kabuflow.evaluate.report import summary_table
 from kabuflow.version import code_version
