@@ -15,7 +15,7 @@ import polars as pl
 from kabuflow import artifacts, schema, telemetry
 from kabuflow.config import Config
 from kabuflow.schema import RAW, SchemaError
-from kabuflow.sources import SourceResult
+from kabuflow.sources import SourceResult, coverage, guard
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ SORT: dict[str, list[str]] = {
     "markets_calendar": ["Date"],
     "oracle": ["Code", "Date"],
 }
+BARS = "equities_bars_daily"
 EXTRA_SCHEMAS: dict[str, dict[str, pl.DataType]] = {"oracle": schema.ORACLE}
 
 
@@ -89,8 +90,18 @@ def ingest(cfg: Config, out: str | Path) -> dict[str, Any]:
     """
     # A failing source must not leave an older manifest vouching for this directory.
     (Path(out) / "manifest.json").unlink(missing_ok=True)
+    cfg, result = read_source(cfg, out)
+    return write_raw(cfg, result, out)
+
+
+def read_source(cfg: Config, out: str | Path) -> tuple[Config, SourceResult]:
+    """The configured source's tables as they come (settings checked, the J-Quants cache resolved), with
+    their dtypes conformed to schema.RAW: what write_raw checks, repairs and writes."""
+    guard.check(cfg.data.bad_moves, cfg.data.limit_tolerance)
     cfg = resolve(cfg, out)
-    return write_raw(cfg, importlib.import_module(SOURCES[cfg.data.source]).load(cfg), out)
+    result = importlib.import_module(SOURCES[cfg.data.source]).load(cfg)
+    tables = {n: _conform(df, RAW[n], n) if n in RAW else df for n, df in result.tables.items()}
+    return cfg, dataclasses.replace(result, tables=tables)
 
 
 def write_raw(cfg: Config, result: SourceResult, out: str | Path) -> dict[str, Any]:
@@ -111,6 +122,8 @@ def write_raw(cfg: Config, result: SourceResult, out: str | Path) -> dict[str, A
         if missing:
             raise SchemaError(f"source {cfg.data.source} did not produce required tables {missing}")
         tables = {n: _conform(df, RAW[n], n) for n, df in result.tables.items()}
+        bars, guarded, masked = guard.guard(tables[BARS], cfg.data.bad_moves, cfg.data.limit_tolerance)
+        tables[BARS] = bars
         written = {n: _write(out, n, df) for n, df in tables.items()}
         extra = {}
         for name, df in result.extra.items():
@@ -130,11 +143,14 @@ def write_raw(cfg: Config, result: SourceResult, out: str | Path) -> dict[str, A
             requested={"start": cfg.data.start, "end": cfg.data.end},
             tables=written,
             extra=extra,
-            dropped=list(result.dropped),
+            dropped=[*result.dropped, *masked],
+            guard=guarded,
+            survivorship=coverage.survivorship(bars),
+            master=coverage.master_history(tables["equities_master"], bars),
             notes=result.notes,
         )
         artifacts.write_json(out / "manifest.json", manifest)
         rec.rows_out = sum(t["rows"] for t in written.values())
-        rec.rows_in = rec.rows_out + sum(int(d["rows"]) for d in result.dropped)
+        rec.rows_in = rec.rows_out + sum(int(d["rows"]) for d in manifest["dropped"])
     log.info("ingest: %d rows in %d tables -> %s (%.1fs)", rec.rows_out, len(written), out, rec.seconds)
     return manifest

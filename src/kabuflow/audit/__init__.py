@@ -11,22 +11,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 from kabuflow import artifacts
 from kabuflow.audit.arrays import compare_graph, compare_panel
 from kabuflow.audit.compare import compare_features, result
 from kabuflow.audit.truncate import truncate
 from kabuflow.config import Config, ConfigError
 from kabuflow.features import features
-from kabuflow.features.base import read_raw
 from kabuflow.graph import graph
-from kabuflow.ingest import ingest, write_raw
+from kabuflow.ingest import read_source, write_raw
 from kabuflow.normalize import load_panel, normalize
 from kabuflow.sources import SourceResult
 
 STAGES = ("ingest", "features", "normalize", "graph")
-EXTRAS = ("oracle",)  # tables beside the raw ones that travel with them (synthetic only)
 
 
 class Cost:
@@ -88,14 +84,6 @@ def _stages(cfg: Config, root: Path, cost: Cost, run: str) -> None:
         graph(cfg, root / "panel", root / "graph")
 
 
-def _extras(raw: Path) -> dict[str, pl.DataFrame]:
-    return {
-        name: pl.read_parquet(raw / f"{name}.parquet")
-        for name in EXTRAS
-        if (raw / f"{name}.parquet").exists()
-    }
-
-
 def _compare(full: Path, cut_root: Path, d: dt.date, cost: Cost) -> list[dict[str, Any]]:
     """The three stage verdicts for one cut."""
     out = []
@@ -150,9 +138,12 @@ def audit(cfg: Config, out: str | Path, work: str | Path | None = None) -> dict[
     work, cost = Path(work) if work else out / "work", Cost()
     full = work / "full"
     with cost("full", "ingest"):
-        ingest(cfg, full / "raw")
+        # The source's own tables, before ingest's checks and repairs: those run again on every cut, so a
+        # repair that reads later bars (e.g. a bad print told by the days after it) shows as moved values.
+        cfg, source = read_source(cfg, full / "raw")
+        write_raw(cfg, source, full / "raw")
     _stages(cfg, full, cost, "full")
-    tables = {"raw": read_raw(full / "raw"), "extra": _extras(full / "raw")}
+    tables = {"raw": source.tables, "extra": dict(source.extra)}
     dates = load_panel(full / "panel").dates
     cuts = resolve_cuts(cfg.audit.cuts, dates)
     stages, notes, scores = [], {}, Scores(cfg, full, work / "models")
