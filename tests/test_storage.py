@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from kabuflow import storage
+from kabuflow.manifest import seal
 
 KEY, SECRET = "kabuflowtest", "kabuflow-test-secret-1"
 BUCKET = "kabuflow"
@@ -226,9 +227,9 @@ def test_stage_directory_roundtrip(backend, request, tmp_path):
     root = str(tmp_path / "remote") if backend == "local" else request.getfixturevalue(backend)
     src = tmp_path / "stage"
     (src / "nested").mkdir(parents=True)
-    (src / "manifest.json").write_text('{"rows": 3}')
     (src / "table.parquet").write_bytes(b"PAR1" + bytes(range(256)) * 10)
     (src / "nested" / "x.npy").write_bytes(b"\x93NUMPY")
+    seal(src, "ingest", {"rows": 3})
     uris = storage.upload_dir(src, storage.join(root, "runs", "r1", "ingest"))
     assert uris[-1].endswith("/manifest.json")  # last: its presence means the directory is complete
     got = storage.download_dir(storage.join(root, "runs", "r1", "ingest"), tmp_path / "copy")
@@ -304,10 +305,10 @@ def test_split_and_errors():
 def test_tls_switch_is_explicit(monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "minio.example:9000")
     monkeypatch.setenv("S3_USE_TLS", "false")
-    assert storage._s3_settings()[:2] == ("minio.example:9000", False)
+    assert storage.s3_settings()[:2] == ("minio.example:9000", False)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "https://minio.example")
     monkeypatch.delenv("S3_USE_TLS")
-    assert storage._s3_settings()[:2] == ("minio.example", True)
+    assert storage.s3_settings()[:2] == ("minio.example", True)
     monkeypatch.setenv("S3_USE_TLS", "perhaps")
     with pytest.raises(storage.StorageError, match="S3_USE_TLS"):
-        storage._s3_settings()
+        storage.s3_settings()

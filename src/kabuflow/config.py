@@ -252,6 +252,17 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True)
+class StorageConfig:
+    """Object-store clients and artifact checks (kabuflow.storage, kabuflow.manifest)."""
+
+    connect_timeout: float = 10.0  # seconds to open a connection to the S3/GCS endpoint
+    read_timeout: float = 60.0  # seconds of silence on an open connection before the attempt fails
+    deadline: float = 900.0  # seconds for one operation (one object), retries and backoff included
+    attempts: int = 5  # tries per operation on transient errors, within the deadline
+    verify: str = "auto"  # inputs: auto (sizes always, sha256 of files up to 256 MiB) | hash | size
+
+
+@dataclass(frozen=True)
 class Config:
     profile: str = "local"
     data: DataConfig = field(default_factory=DataConfig)
@@ -268,6 +279,7 @@ class Config:
     hpo: HPOConfig = field(default_factory=HPOConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists) for artifacts and KFP parameters."""

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kabuflow import telemetry
-from kabuflow.artifacts import read_json, stamp, write_json
+from kabuflow import manifest, telemetry
+from kabuflow.artifacts import read_json, write_json
 from kabuflow.config import Config, ConfigError, FoldsConfig
 
 SPLITS = ("train", "val", "test")
@@ -131,24 +131,29 @@ def write_folds(path: str | Path, folds: list[Fold], extra: dict[str, Any] | Non
 
 
 def read_folds(path: str | Path) -> list[Fold]:
-    """Folds from a file written by write_folds (or a bare JSON list), or from `path/folds.json`."""
+    """Folds from a folds stage output directory (verified against its manifest), or from a file
+    written by write_folds (or a bare JSON list)."""
     path = Path(path)
-    obj = read_json(path / "folds.json" if path.is_dir() else path)
+    obj = read_json(manifest.open_dir(path).file("folds.json") if path.is_dir() else path)
     items = obj["folds"] if isinstance(obj, dict) else obj
     return [Fold.from_dict(d) for d in items]
 
 
+def folds_lineage(path: str | Path) -> dict[str, str]:
+    """The lineage of a folds output (stage -> manifest sha256, its own under "folds"); {} for a bare file."""
+    path = Path(path)
+    return manifest.open_dir(path).lineage if path.is_dir() else {}
+
+
 def build_folds(cfg: Config, panel: str | Path, out: str | Path) -> list[Fold]:
-    """The folds stage: folds over the panel's sessions, written to `out` (a file, or out/folds.json when
-    `out` is an existing directory, as the CLI makes it). max_horizon = the panel's longest horizon."""
-    with telemetry.stage("folds") as rec:
-        meta = read_json(Path(panel) / "meta.json")
+    """The folds stage: folds over the panel's sessions, written as out/folds.json with its manifest.
+    max_horizon = the panel's longest horizon."""
+    with manifest.output(cfg, out, "folds") as w, telemetry.stage("folds") as rec:
+        meta = read_json(w.read("panel", panel).file("meta.json"))
         rec.rows_in = len(meta["dates"])
         max_h = max(meta.get("horizons") or cfg.features.horizons)
         folds = make_folds(cfg.folds, meta["dates"], max_h)
-        path = Path(out) / "folds.json" if Path(out).is_dir() else Path(out)
-        write_folds(
-            path, folds, {"max_horizon": max_h, "sessions": len(meta["dates"]), **stamp(cfg, stage="folds")}
-        )
+        write_folds(w.dir / "folds.json", folds, {"max_horizon": max_h, "sessions": len(meta["dates"])})
+        w.commit({"n_folds": len(folds), "max_horizon": max_h, "sessions": len(meta["dates"])})
         rec.rows_out = len(folds)
     return folds

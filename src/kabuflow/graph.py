@@ -11,7 +11,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from kabuflow import telemetry
+from kabuflow import manifest, telemetry
 from kabuflow.artifacts import atomic_write, stamp, write_json
 from kabuflow.config import Config, ConfigError, GraphConfig
 from kabuflow.normalize import load_panel, save_npy
@@ -305,10 +305,8 @@ def graph(cfg: Config, panel: str | Path, out: str | Path) -> dict[str, Any]:
     """
     g = cfg.graph
     _check_cfg(g)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with telemetry.stage("graph") as rec:
-        p = load_panel(panel)
+    with manifest.output(cfg, out, "graph") as w, telemetry.stage("graph") as rec:
+        p, out = load_panel(w.read("panel", panel)), w.dir
         rec.rows_in = int(p.valid.sum())
         offsets = build(p.R, p.valid, p.sector, p.market, g, out)
         save_npy(out / "offsets.npy", offsets)
@@ -325,8 +323,6 @@ def graph(cfg: Config, panel: str | Path, out: str | Path) -> dict[str, Any]:
                 "max": int(per_date.max()),
             },
             "panel_code_version": p.meta.get("code_version", ""),
-            **stamp(cfg, stage="graph"),
         }
-        write_json(out / "meta.json", meta)
-        write_json(out / "manifest.json", meta)
-    return meta
+        write_json(out / "meta.json", {**meta, **stamp(cfg, stage="graph")})
+        return w.commit(meta)

@@ -1,0 +1,286 @@
+"""A stage output as a unit: files first, manifest.json (table of contents) last, published atomically.
+
+manifest.json lists every file with its size and sha256 (`files`), the inputs it was made from by the
+sha256 of their manifests (`inputs`), and `lineage`: stage -> manifest sha256 for every upstream output.
+Readers take it as the table of contents: they read only the files listed, check sizes always and
+hashes by `storage.verify`, and refuse a directory whose manifest is missing, incomplete or wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kabuflow.artifacts import TMP_NAME, sha256_file, stamp, write_json
+from kabuflow.config import Config
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+AUTO_HASH_BYTES = 256 * 2**20  # verify=auto hashes files up to this size; larger ones by size only
+
+
+class ArtifactError(RuntimeError):
+    """An input that cannot be trusted; the message names the directory, the file and what is wrong."""
+
+
+def toc(root: Path) -> dict[str, dict[str, Any]]:
+    """{relative path: {size, sha256}} of every file under `root` but the manifest and temporaries."""
+    out = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        if rel != MANIFEST and not TMP_NAME.match(path.name):
+            out[rel] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
+    return out
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A verified stage output: its directory, manifest, identity (sha256 of manifest.json) and lineage."""
+
+    path: Path
+    manifest: dict[str, Any]
+    sha256: str
+    extra: tuple[str, ...] = ()
+
+    @property
+    def stage(self) -> str:
+        return str(self.manifest.get("stage", "?"))
+
+    @property
+    def lineage(self) -> dict[str, str]:
+        """Every upstream stage's manifest hash, and this output's own under its stage name."""
+        return {**self.manifest.get("lineage", {}), self.stage: self.sha256}
+
+    def file(self, rel: str) -> Path:
+        """The path of a listed file; a file the manifest does not list is an error, never read."""
+        if rel not in self.manifest["files"]:
+            raise ArtifactError(f"{self.path}: {rel} is not listed in {MANIFEST}")
+        return self.path / rel
+
+    def has(self, rel: str) -> bool:
+        return rel in self.manifest["files"]
+
+
+def _hash_it(size: int, verify: str) -> bool:
+    return verify == "hash" or (verify == "auto" and size <= AUTO_HASH_BYTES)
+
+
+def open_dir(path: str | Path, verify: str | None = None) -> Artifact:
+    """Open and verify a stage output directory (see the module docstring); `verify` defaults to the
+    storage.verify setting: auto (sizes always, sha256 up to 256 MiB), hash (every file) or size."""
+    from kabuflow.storage import settings
+
+    path, verify = Path(path), verify or settings().verify
+    if not path.is_dir():
+        raise ArtifactError(f"{path}: no such stage output directory")
+    file = path / MANIFEST
+    if not file.is_file():
+        raise ArtifactError(
+            f"{path}: no {MANIFEST} (the stage that writes it failed or was killed); re-run it"
+        )
+    data = file.read_bytes()
+    try:
+        manifest = json.loads(data)
+    except json.JSONDecodeError:
+        raise ArtifactError(f"{file}: not valid JSON (an interrupted write?); re-run the stage") from None
+    if not isinstance(manifest, dict) or manifest.get("complete") is not True or "files" not in manifest:
+        raise ArtifactError(
+            f"{file}: not a complete table of contents (an incomplete write or an older kabuflow); re-run the stage"
+        )
+    for rel, want in manifest["files"].items():
+        f = path / rel
+        if not f.is_file():
+            raise ArtifactError(f"{path}: {rel} is listed in {MANIFEST} but missing")
+        size = f.stat().st_size
+        if size != want["size"]:
+            raise ArtifactError(
+                f"{path}: {rel} has {size} bytes, {MANIFEST} says {want['size']} (altered or partly written)"
+            )
+        if _hash_it(size, verify) and sha256_file(f) != want["sha256"]:
+            raise ArtifactError(f"{path}: {rel} fails its sha256 in {MANIFEST} (altered or partly written)")
+    extra = tuple(sorted(set(toc_names(path)) - set(manifest["files"])))
+    if extra:
+        log.warning(
+            "%s: ignoring %d file(s) not listed in %s: %s", path, len(extra), MANIFEST, ", ".join(extra[:5])
+        )
+    return Artifact(path, manifest, hashlib.sha256(data).hexdigest(), extra)
+
+
+def toc_names(root: Path) -> list[str]:
+    """Relative paths of the files `toc` would list (no hashing)."""
+    names = (p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    return [n for n in names if n != MANIFEST and not TMP_NAME.match(Path(n).name)]
+
+
+def file_identity(path: str | Path, stage: str) -> dict[str, str]:
+    """Lineage of a single-file artifact (folds.json): its own lineage plus `stage` -> sha256 of its bytes."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        obj = json.loads(data)
+    except json.JSONDecodeError:
+        raise ArtifactError(f"{path}: not valid JSON (an interrupted write?)") from None
+    lineage = obj.get("lineage", {}) if isinstance(obj, dict) else {}
+    return {**lineage, stage: hashlib.sha256(data).hexdigest()}
+
+
+def merge_lineage(named: dict[str, dict[str, str]]) -> dict[str, str]:
+    """One lineage from several inputs' lineages; two inputs made from different outputs of the same
+    stage (a graph from another panel, predictions over other folds) is an error naming both."""
+    merged: dict[str, tuple[str, str]] = {}
+    for name, lineage in named.items():
+        for stage, sha in lineage.items():
+            if stage in merged and merged[stage][1] != sha:
+                other = merged[stage][0]
+                raise ArtifactError(
+                    f"lineage mismatch: {name} and {other} come from different {stage} outputs "
+                    f"({sha[:12]} vs {merged[stage][1][:12]}); rebuild them from the same run"
+                )
+            merged.setdefault(stage, (name, sha))
+    return {stage: sha for stage, (_, sha) in merged.items()}
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two directories (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    fn = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if fn is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _siblings(final: Path) -> tuple[Path, Path]:
+    return final.parent / f".{final.name}.partial", final.parent / f".{final.name}.old"
+
+
+def recover(final: Path) -> None:
+    """Clean what a kill left beside `final`: a complete old output moved aside is put back, else removed."""
+    _, old = _siblings(final)
+    if old.exists():
+        if not final.exists() and (old / MANIFEST).is_file():
+            os.rename(old, final)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def publish_dir(work: Path, final: Path) -> None:
+    """Put the complete directory `work` at `final` in one step: readers see the old output or the new."""
+    recover(final)
+    if not final.exists():
+        os.rename(work, final)
+        return
+    if _exchange(work, final):  # work now holds the old output
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    _, old = _siblings(final)  # no atomic exchange here: two renames, and recover() mends a kill between
+    os.rename(final, old)
+    os.rename(work, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_target(final: Path) -> None:
+    if final.exists() and not final.is_dir():
+        raise ArtifactError(f"{final}: output exists and is not a directory")
+    if final.is_dir() and any(final.iterdir()) and not (final / MANIFEST).is_file():
+        raise ArtifactError(
+            f"{final}: output directory holds files but no {MANIFEST} (not a kabuflow stage output); "
+            "use an empty or new directory"
+        )
+
+
+@dataclass
+class Output:
+    """A stage output being written: files go into `dir`, commit() writes the manifest and publishes."""
+
+    cfg: Config
+    final: Path
+    stage: str
+    dir: Path
+    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lineages: dict[str, dict[str, str]] = field(default_factory=dict)
+    committed: dict[str, Any] | None = None
+
+    def read(self, name: str, path: str | Path) -> Artifact:
+        """Open and verify input `name`, recording its identity for the manifest's inputs and lineage."""
+        art = open_dir(path)
+        self.use(name, art.stage, art.sha256, art.lineage)
+        return art
+
+    def use(self, name: str, stage: str, sha256: str, lineage: dict[str, str]) -> None:
+        """Record an input opened elsewhere (a folds file, an in-memory panel); lineage is checked now."""
+        self.inputs[name] = {"stage": stage, "sha256": sha256}
+        self.lineages[name] = lineage
+        merge_lineage(self.lineages)
+
+    def commit(self, content: dict[str, Any]) -> dict[str, Any]:
+        """Write manifest.json (content + stamp + inputs + lineage + table of contents), then publish."""
+        manifest = {
+            **content,
+            **stamp(self.cfg, stage=self.stage),
+            "inputs": self.inputs,
+            "lineage": merge_lineage(self.lineages),
+            "files": toc(self.dir),
+            "complete": True,
+        }
+        write_json(self.dir / MANIFEST, manifest)
+        publish_dir(self.dir, self.final)
+        self.committed = manifest
+        return manifest
+
+
+@contextlib.contextmanager
+def output(cfg: Config, out: str | Path, stage: str, resume: bool = False) -> Iterator[Output]:
+    """Write a stage output into a sibling `.<name>.partial` directory and publish it on commit().
+
+    Making the partial directory is the writability check, before any computing. A leftover of an
+    earlier kill is removed first, unless `resume` (train-fold keeps its checkpoints there). On an
+    exception the partial directory goes (or stays, with `resume`) and the old output is untouched.
+    """
+    from kabuflow.storage import configure
+
+    configure(cfg.storage)
+    final = Path(out).absolute()
+    _check_target(final)
+    recover(final)
+    work, _ = _siblings(final)
+    if work.exists() and not resume:
+        shutil.rmtree(work)
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ArtifactError(f"{final}: cannot write the output location ({err.strerror})") from None
+    w = Output(cfg, final, stage, work)
+    try:
+        yield w
+    except BaseException:
+        if not resume:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    if w.committed is None:
+        shutil.rmtree(work, ignore_errors=True)
+        raise AssertionError(f"stage {stage} wrote {final} without commit()")
+
+
+def seal(root: str | Path, stage: str, content: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write the manifest of a directory filled outside a stage (the benchmark's copy of real tables,
+    tests' hand-made inputs) in place, so it reads like a stage output."""
+    root = Path(root)
+    manifest = {**(content or {}), "stage": stage, "files": toc(root), "complete": True}
+    write_json(root / MANIFEST, manifest)
+    return manifest
