@@ -58,9 +58,14 @@ class Artifact:
         return str(self.manifest.get("stage", "?"))
 
     @property
+    def upstream(self) -> dict[str, str]:
+        """Every upstream stage's manifest hash (what this output was made from)."""
+        return dict(self.manifest.get("lineage", {}))
+
+    @property
     def lineage(self) -> dict[str, str]:
-        """Every upstream stage's manifest hash, and this output's own under its stage name."""
-        return {**self.manifest.get("lineage", {}), self.stage: self.sha256}
+        """The upstream lineage and this output's own hash under its stage name."""
+        return {**self.upstream, self.stage: self.sha256}
 
     def file(self, rel: str) -> Path:
         """The path of a listed file; a file the manifest does not list is an error, never read."""
@@ -135,19 +140,30 @@ def file_identity(path: str | Path, stage: str) -> dict[str, str]:
     return {**lineage, stage: hashlib.sha256(data).hexdigest()}
 
 
-def merge_lineage(named: dict[str, dict[str, str]]) -> dict[str, str]:
+def merge_lineage(
+    named: dict[str, dict[str, str]], own: dict[str, tuple[str, str]] | None = None
+) -> dict[str, str]:
     """One lineage from several inputs' lineages; two inputs made from different outputs of the same
-    stage (a graph from another panel, predictions over other folds) is an error naming both."""
+    stage (a graph from another panel, predictions over other folds) is an error naming both.
+
+    `own` maps input name -> (stage, sha256) of the input itself: inputs of one stage may differ from
+    each other (evaluate's fan-in of train-fold outputs) but not from what another input was made from.
+    """
+    own = own or {}
+    fan_in = {st for st in {s for s, _ in own.values()} if len({h for s, h in own.values() if s == st}) > 1}
     merged: dict[str, tuple[str, str]] = {}
-    for name, lineage in named.items():
-        for stage, sha in lineage.items():
-            if stage in merged and merged[stage][1] != sha:
-                other = merged[stage][0]
-                raise ArtifactError(
-                    f"lineage mismatch: {name} and {other} come from different {stage} outputs "
-                    f"({sha[:12]} vs {merged[stage][1][:12]}); rebuild them from the same run"
-                )
-            merged.setdefault(stage, (name, sha))
+    items = [(n, st, h) for n, lin in named.items() for st, h in lin.items()]
+    items += [(n, st, h) for n, (st, h) in own.items() if st not in fan_in]
+    for name, stage, sha in items:
+        if stage in merged and merged[stage][1] != sha:
+            raise ArtifactError(
+                f"lineage mismatch: {name} and {merged[stage][0]} come from different {stage} outputs "
+                f"({sha[:12]} vs {merged[stage][1][:12]}); rebuild them from the same run"
+            )
+        merged.setdefault(stage, (name, sha))
+    for name, (stage, _) in own.items():
+        if stage in fan_in and stage in merged:
+            raise ArtifactError(f"lineage mismatch: {name} is a {stage} output and an input of another input")
     return {stage: sha for stage, (_, sha) in merged.items()}
 
 
@@ -213,20 +229,29 @@ class Output:
     stage: str
     dir: Path
     inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    lineages: dict[str, dict[str, str]] = field(default_factory=dict)
+    upstream: dict[str, dict[str, str]] = field(default_factory=dict)
     committed: dict[str, Any] | None = None
 
     def read(self, name: str, path: str | Path) -> Artifact:
         """Open and verify input `name`, recording its identity for the manifest's inputs and lineage."""
         art = open_dir(path)
-        self.use(name, art.stage, art.sha256, art.lineage)
+        self.use(name, art.lineage)
         return art
 
-    def use(self, name: str, stage: str, sha256: str, lineage: dict[str, str]) -> None:
-        """Record an input opened elsewhere (a folds file, an in-memory panel); lineage is checked now."""
-        self.inputs[name] = {"stage": stage, "sha256": sha256}
-        self.lineages[name] = lineage
-        merge_lineage(self.lineages)
+    def use(self, name: str, lineage: dict[str, str]) -> None:
+        """Record an input opened elsewhere by its lineage (own identity last, as Artifact.lineage and
+        file lineages give it); the lineages of all inputs so far are checked against each other now."""
+        if not lineage:
+            return  # hand-made data with no manifest (a bare folds list): nothing to record or check
+        stage, sha = list(lineage.items())[-1]
+        self.inputs[name] = {"stage": stage, "sha256": sha}
+        self.upstream[name] = {k: v for k, v in lineage.items() if k != stage}
+        self.lineage()
+
+    def lineage(self) -> dict[str, str]:
+        """The merged lineage of every input recorded so far (raises on a mismatch)."""
+        own = {n: (i["stage"], i["sha256"]) for n, i in self.inputs.items()}
+        return merge_lineage(self.upstream, own)
 
     def commit(self, content: dict[str, Any]) -> dict[str, Any]:
         """Write manifest.json (content + stamp + inputs + lineage + table of contents), then publish."""
@@ -234,7 +259,7 @@ class Output:
             **content,
             **stamp(self.cfg, stage=self.stage),
             "inputs": self.inputs,
-            "lineage": merge_lineage(self.lineages),
+            "lineage": self.lineage(),
             "files": toc(self.dir),
             "complete": True,
         }
