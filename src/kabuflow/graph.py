@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -326,3 +327,44 @@ def graph(cfg: Config, panel: str | Path, out: str | Path) -> dict[str, Any]:
         }
         write_json(out / "meta.json", {**meta, **stamp(cfg, stage="graph")})
         return w.commit(meta)
+
+
+@dataclass(frozen=True)
+class Graph:
+    """Per-date stock graph in CSR-by-date form (docs/architecture.md, graph)."""
+
+    edge_index: np.ndarray  # [2, E] int32, indices into the panel's code axis
+    edge_attr: np.ndarray  # [E, 3] float32: rho, same_sector, same_market
+    offsets: np.ndarray  # [T + 1] int64: edges of date t are offsets[t]:offsets[t+1]
+    lineage: dict[str, str] = field(default_factory=dict)  # stage -> manifest sha256, "graph" included
+
+
+def load_graph(path: str | Path | manifest.Artifact) -> Graph:
+    """Memory-map a graph directory, verified against its manifest; the CSR arrays are checked
+    against each other."""
+    art = path if isinstance(path, manifest.Artifact) else manifest.open_dir(path)
+    path = art.path
+    arrays = {}
+    for name in ("edge_index", "edge_attr", "offsets"):
+        if not art.has(f"{name}.npy"):
+            raise FileNotFoundError(f"graph {path}: missing {name}.npy")
+        arrays[name] = np.load(art.file(f"{name}.npy"), mmap_mode="r")
+    g = Graph(**arrays, lineage=art.lineage)
+    n_edges = g.edge_index.shape[1]
+    if g.edge_attr.shape != (n_edges, 3) or int(g.offsets[-1]) != n_edges:
+        raise ValueError(
+            f"graph {path}: edge_attr {g.edge_attr.shape} / offsets end {g.offsets[-1]} != E={n_edges}"
+        )
+    return g
+
+
+def as_graph(graph: Graph | str | Path | None, use_graph: bool = True) -> Graph | None:
+    """The graph (loaded, or read from a path) when the model uses one, else None; a model that needs a
+    graph and gets none is an error (it would silently train without neighbours)."""
+    if not use_graph:
+        return None
+    if graph is None:
+        raise ValueError(
+            "model.use_graph is on but no graph was given (pass --graph, or set model.use_graph=false)"
+        )
+    return graph if isinstance(graph, Graph) else load_graph(graph)

@@ -68,7 +68,7 @@ class Panel:
 
 def load_panel(path: str | Path | manifest.Artifact) -> Panel:
     """Memory-map a panel directory written by `normalize`, verified against its manifest (see
-    kabuflow.manifest; `Panel.identity` is its lineage); shapes are checked against meta.json."""
+    kabuflow.manifest; `Panel.lineage` is its lineage); shapes are checked against meta.json."""
     art = path if isinstance(path, manifest.Artifact) else manifest.open_dir(path)
     path = art.path
     meta = json.loads(art.file("meta.json").read_text())
@@ -84,6 +84,11 @@ def load_panel(path: str | Path | manifest.Artifact) -> Panel:
         if arr.shape != want:
             raise SchemaError(f"panel {path}: {name}.npy has shape {arr.shape}, meta.json implies {want}")
     return Panel(path=path, meta=meta, lineage=art.lineage, **arrays)
+
+
+def as_panel(panel: Panel | str | Path) -> Panel:
+    """A loaded panel, or the panel at a path."""
+    return panel if isinstance(panel, Panel) else load_panel(panel)
 
 
 def _check_cfg(c: NormalizeConfig) -> None:
