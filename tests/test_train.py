@@ -16,6 +16,7 @@ from kabuflow import schema
 from kabuflow.config import Config
 from kabuflow.folds import fold_days, read_fold
 from kabuflow.graph import load_graph
+from kabuflow.manifest import partial_dir, seal
 from kabuflow.normalize import load_panel
 from kabuflow.predict import load_model, predict_dates
 from kabuflow.train import train_fold
@@ -115,14 +116,17 @@ def test_resume_after_kill_gives_identical_weights(trained, market, tmp_path, ex
     def kill(epoch: int, score: float) -> None:
         raise Killed(f"preempted after epoch {epoch}")
 
+    out = tmp_path / "out"
+    ckpt = partial_dir(out) / "checkpoint.pt"  # where train-fold keeps its checkpoints until it publishes
     with pytest.raises(Killed):
-        fit_atft(cfg, data, days, tmp_path / "checkpoint.pt", fold=0, on_epoch_end=kill)
-    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 1
-    train_fold(cfg, panel, market["graph"], market["folds"], 0, "atft", tmp_path)
-    assert json.loads((tmp_path / "metrics.json").read_text())["resumed_from_epoch"] == 1
+        fit_atft(cfg, data, days, ckpt, fold=0, on_epoch_end=kill)
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 1
+    train_fold(cfg, panel, market["graph"], market["folds"], 0, "atft", out)
+    assert json.loads((out / "metrics.json").read_text())["resumed_from_epoch"] == 1
+    assert not partial_dir(out).exists()
     straight_dir = tmp_path / "straight"
     train_fold(cfg, panel, market["graph"], market["folds"], 0, "atft", straight_dir)
-    resumed, straight = _weights(tmp_path), _weights(straight_dir)
+    resumed, straight = _weights(out), _weights(straight_dir)
     assert resumed.keys() == straight.keys()
     assert all(torch.equal(resumed[k], straight[k]) for k in straight)
 
@@ -166,6 +170,8 @@ def test_no_leakage_from_dates_after_train_end(market, tmp_path):
     np.save(moved / "graph" / "edge_index.npy", np.array(graph.edge_index))
     np.save(moved / "graph" / "edge_attr.npy", attr.astype(np.float32))
     np.save(moved / "graph" / "offsets.npy", np.array(graph.offsets))
+    seal(moved / "panel", "normalize")
+    seal(moved / "graph", "graph")
     train_fold(cfg, market["panel"], market["graph"], market["folds"], 0, "atft", tmp_path / "a")
     train_fold(cfg, moved / "panel", moved / "graph", market["folds"], 0, "atft", tmp_path / "b")
     a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
@@ -230,24 +236,25 @@ def test_ensemble_is_the_mean_of_its_members_and_resumes_inside_a_member(market,
     def kill(epoch: int, score: float) -> None:
         raise Killed(f"preempted after epoch {epoch}")
 
-    fit_atft(member_config(cfg, 0), data, days, tmp_path / "checkpoint.pt", fold=0)  # member 0 done
+    out, ckpts = tmp_path / "out", partial_dir(tmp_path / "out")
+    fit_atft(member_config(cfg, 0), data, days, ckpts / "checkpoint.pt", fold=0)  # member 0 done
     with pytest.raises(Killed):  # member 1 killed after its first epoch
-        fit_atft(member_config(cfg, 1), data, days, tmp_path / "checkpoint.m1.pt", fold=0, on_epoch_end=kill)
-    train_fold(cfg, panel, market["graph"], market["folds"], 0, "atft", tmp_path)
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+        fit_atft(member_config(cfg, 1), data, days, ckpts / "checkpoint.m1.pt", fold=0, on_epoch_end=kill)
+    train_fold(cfg, panel, market["graph"], market["folds"], 0, "atft", out)
+    metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["members"] == 2 and metrics["resumed_from_epoch"] == [2, 1]
-    assert not list(tmp_path.glob("checkpoint*"))
+    assert not list(out.glob("checkpoint*"))
     singles = []
     for seed in (2, 3):
         one = tmp_path / f"seed{seed}"
         train_fold(_cfg(f"train.seed={seed}"), panel, market["graph"], market["folds"], 0, "atft", one)
         singles.append(pl.read_parquet(one / "predictions.parquet"))
-    ens = pl.read_parquet(tmp_path / "predictions.parquet")
+    ens = pl.read_parquet(out / "predictions.parquet")
     mean = (singles[0]["score"].to_numpy() + singles[1]["score"].to_numpy()) / 2
     assert (ens["code"] == singles[0]["code"]).all() and (ens["date"] == singles[0]["date"]).all()
     np.testing.assert_allclose(ens["score"].to_numpy(), mean, atol=1e-5)
     assert np.abs(singles[0]["score"].to_numpy() - singles[1]["score"].to_numpy()).max() > 1e-2
-    model, _ = load_model(tmp_path)
+    model, _ = load_model(out)
     assert isinstance(model, Ensemble) and len(model.members) == 2
     with pytest.raises(ValueError, match="model.members"):
         train_fold(

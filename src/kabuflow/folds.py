@@ -138,17 +138,28 @@ def read_folds(folds: str | Path | list[Fold] | list[dict[str, Any]]) -> list[Fo
     ParallelFor hands over)."""
     if not isinstance(folds, str | Path):
         return [f if isinstance(f, Fold) else Fold.from_dict(f) for f in folds]
-    path = Path(folds)
-    obj = read_json(manifest.open_dir(path).file("folds.json") if path.is_dir() else path)
+    art = _artifact(folds)
+    obj = read_json(art.file("folds.json") if art else folds)
     items = obj["folds"] if isinstance(obj, dict) else obj
     return [Fold.from_dict(d) for d in items]
+
+
+def _artifact(path: str | Path) -> manifest.Artifact | None:
+    """The folds stage output holding `path` (the directory, or its folds.json), verified; None for a
+    folds file outside any stage output."""
+    path = Path(path)
+    if path.is_dir():
+        return manifest.open_dir(path)
+    if path.name == "folds.json" and (path.parent / manifest.MANIFEST).is_file():
+        return manifest.open_dir(path.parent)
+    return None
 
 
 def folds_lineage(folds: str | Path | list[Any]) -> dict[str, str]:
     """The lineage of a folds output (stage -> manifest sha256, its own under "folds" last); {} for a
     bare file or an in-memory list, which carry none."""
-    is_dir = isinstance(folds, str | Path) and Path(folds).is_dir()
-    return manifest.open_dir(folds).lineage if is_dir else {}
+    art = _artifact(folds) if isinstance(folds, str | Path) else None
+    return art.lineage if art else {}
 
 
 def read_fold(folds: str | Path | list[Fold] | list[dict[str, Any]], k: int) -> Fold:

@@ -185,6 +185,11 @@ def _siblings(final: Path) -> tuple[Path, Path]:
     return final.parent / f".{final.name}.partial", final.parent / f".{final.name}.old"
 
 
+def partial_dir(out: str | Path) -> Path:
+    """Where a stage writes `out` before publishing it (train-fold's checkpoints live there)."""
+    return _siblings(Path(out).absolute())[0]
+
+
 def recover(final: Path) -> None:
     """Clean what a kill left beside `final`: a complete old output moved aside is put back, else removed."""
     _, old = _siblings(final)
@@ -248,6 +253,12 @@ class Output:
         self.upstream[name] = {k: v for k, v in lineage.items() if k != stage}
         self.lineage()
 
+    def identity(self) -> str:
+        """sha256 over every input's identity and lineage: what this output is computed from (the
+        training checkpoint's data fingerprint)."""
+        text = json.dumps({"inputs": self.inputs, "lineage": self.lineage()}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
     def lineage(self) -> dict[str, str]:
         """The merged lineage of every input recorded so far (raises on a mismatch)."""
         own = {n: (i["stage"], i["sha256"]) for n, i in self.inputs.items()}
@@ -269,13 +280,26 @@ class Output:
         return manifest
 
 
+def _clear(work: Path, keep: tuple[str, ...]) -> None:
+    """Empty `work` but for top-level files matching a `keep` pattern (train-fold's checkpoints)."""
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    for path in work.iterdir() if work.is_dir() else ():
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif not any(path.match(k) for k in keep):
+            path.unlink()
+
+
 @contextlib.contextmanager
-def output(cfg: Config, out: str | Path, stage: str, resume: bool = False) -> Iterator[Output]:
+def output(cfg: Config, out: str | Path, stage: str, keep: tuple[str, ...] = ()) -> Iterator[Output]:
     """Write a stage output into a sibling `.<name>.partial` directory and publish it on commit().
 
     Making the partial directory is the writability check, before any computing. A leftover of an
-    earlier kill is removed first, unless `resume` (train-fold keeps its checkpoints there). On an
-    exception the partial directory goes (or stays, with `resume`) and the old output is untouched.
+    earlier kill is removed first, but for files matching a `keep` pattern (train-fold resumes from its
+    checkpoints there). On an exception the old output is untouched and the partial directory goes
+    (with `keep`: all but the kept files).
     """
     from kabuflow.storage import configure
 
@@ -284,8 +308,7 @@ def output(cfg: Config, out: str | Path, stage: str, resume: bool = False) -> It
     _check_target(final)
     recover(final)
     work, _ = _siblings(final)
-    if work.exists() and not resume:
-        shutil.rmtree(work)
+    _clear(work, keep)
     try:
         work.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -294,8 +317,7 @@ def output(cfg: Config, out: str | Path, stage: str, resume: bool = False) -> It
     try:
         yield w
     except BaseException:
-        if not resume:
-            shutil.rmtree(work, ignore_errors=True)
+        _clear(work, keep)
         raise
     if w.committed is None:
         shutil.rmtree(work, ignore_errors=True)
