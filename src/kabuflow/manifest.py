@@ -249,9 +249,11 @@ class Output:
         if not lineage:
             return  # hand-made data with no manifest (a bare folds list): nothing to record or check
         stage, sha = list(lineage.items())[-1]
+        upstream = {**self.upstream, name: {k: v for k, v in lineage.items() if k != stage}}
+        own = {n: (i["stage"], i["sha256"]) for n, i in self.inputs.items()} | {name: (stage, sha)}
+        merge_lineage(upstream, own)  # raises before anything is recorded
         self.inputs[name] = {"stage": stage, "sha256": sha}
-        self.upstream[name] = {k: v for k, v in lineage.items() if k != stage}
-        self.lineage()
+        self.upstream = upstream
 
     def identity(self) -> str:
         """sha256 over every input's identity and lineage: what this output is computed from (the
