@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from kabuflow import storage
+from kabuflow.config import StorageConfig
 from kabuflow.manifest import seal
 
 KEY, SECRET = "kabuflowtest", "kabuflow-test-secret-1"
@@ -312,3 +314,93 @@ def test_tls_switch_is_explicit(monkeypatch):
     monkeypatch.setenv("S3_USE_TLS", "perhaps")
     with pytest.raises(storage.StorageError, match="S3_USE_TLS"):
         storage.s3_settings()
+
+
+class SilentServer:
+    """Accepts TCP connections on 127.0.0.1, reads what comes, never answers: a hung S3 endpoint."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port, self.accepted, self.conns = self.sock.getsockname()[1], 0, []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self.conns.append(conn)
+            threading.Thread(target=self._drain, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _drain(conn: socket.socket) -> None:
+        try:
+            while conn.recv(65536):
+                pass
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+@pytest.fixture
+def silent(monkeypatch):
+    server = SilentServer()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    yield server
+    server.close()
+    storage.configure(StorageConfig())
+
+
+def test_a_silent_endpoint_fails_within_the_deadline_naming_it(silent):
+    """Each attempt waits read_timeout, then backs off; the deadline (not minio's 5 min x 5) ends it."""
+    storage.configure(StorageConfig(connect_timeout=1, read_timeout=0.2, deadline=1.5, attempts=50))
+    with pytest.raises(storage.StorageError) as err:
+        storage.read_bytes("s3://kabuflow/raw/manifest.json")
+    msg = str(err.value)
+    assert f"endpoint 127.0.0.1:{silent.port}" in msg and "storage.deadline=1.5s" in msg and "\n" not in msg
+    attempts = int(re.search(r"failed (\d+) attempt", msg).group(1))
+    assert attempts == silent.accepted  # one connection per attempt: no hidden client-side retries
+    assert 1 <= attempts < 50  # the deadline stopped it, not the attempt budget
+    assert "ReadTimeoutError" in msg
+
+
+def test_no_server_at_all_gives_up_after_the_attempts(monkeypatch):
+    port = _free_ports(1)[0]  # nothing listens here: connection refused
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    storage.configure(StorageConfig(attempts=3, deadline=60))
+    try:
+        with pytest.raises(storage.StorageError, match=rf"endpoint 127.0.0.1:{port} failed 3 attempt\(s\)"):
+            storage.exists("s3://kabuflow/x")
+    finally:
+        storage.configure(StorageConfig())
+
+
+def test_a_stage_checks_it_can_write_before_it_computes(silent, tmp_path):
+    """`kabuflow ingest --out s3://...` against a silent endpoint: one line naming it, exit 1, and the
+    source never ran (the probe write comes first)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "kabuflow.cli",
+        "ingest",
+        "--source",
+        "synthetic",
+        "--out",
+        "s3://kabuflow/raw",
+    ]
+    cmd += ["--set", "storage.read_timeout=0.2", "--set", "storage.deadline=1", "--set", "storage.attempts=3"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("kabuflow ingest: StorageError: write s3://kabuflow/raw/.kabuflow-write-probe-")
+    assert f"endpoint 127.0.0.1:{silent.port}" in last and "storage.deadline=1s" in last
+    assert "synthetic" not in proc.stdout and "rows" not in proc.stdout  # nothing was computed

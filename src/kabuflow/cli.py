@@ -71,8 +71,9 @@ def cmd_ingest(args: argparse.Namespace) -> None:
     """Raw tables from one source."""
     from kabuflow.ingest import ingest
 
+    cfg = _config(args)  # first: it sets the storage timeouts the output's writability probe uses
     with local_output(args.out) as out:
-        m = ingest(_config(args), out)
+        m = ingest(cfg, out)
     print(f"ingest {m['source']} {m['start']}..{m['end']} -> {args.out}")
     for name, info in m["tables"].items():
         print(f"  {name:<28} {info['rows']:>10,} rows")
