@@ -260,3 +260,38 @@ def test_ensemble_is_the_mean_of_its_members_and_resumes_inside_a_member(market,
         train_fold(
             _cfg("model.members=0"), panel, market["graph"], market["folds"], 0, "atft", tmp_path / "z"
         )
+
+
+def test_lineage_is_checked_where_panel_graph_and_folds_meet(market, tmp_path):
+    """A graph built from another panel is refused before any training; so is a checkpoint left by a
+    run on other data (same shapes, same config: before, it resumed as if it were this run's)."""
+    from kabuflow.graph import graph as graph_stage
+    from kabuflow.manifest import ArtifactError
+
+    other = make_market(tmp_path / "other", seed=1)
+    cfg = _cfg("graph.window=30", "graph.min_obs=20")
+    graph_stage(cfg, other["panel"], tmp_path / "other_graph")
+    with pytest.raises(ArtifactError, match="lineage mismatch: .*graph .* come from different normalize"):
+        train_fold(cfg, market["panel"], tmp_path / "other_graph", market["folds"], 0, "ridge", tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+    panel, graph = load_panel(other["panel"]), load_graph(other["graph"])
+    days = fold_days(read_fold(other["folds"], 0), panel.dates)
+    data = DayData(panel, graph, int(days["val"][-1]), torch.device("cpu"))
+
+    def kill(epoch: int, score: float) -> None:
+        raise Killed(f"preempted after epoch {epoch}")
+
+    out = tmp_path / "atft"
+    with pytest.raises(Killed):  # the other data's run, killed after epoch 1 of 2 in this directory
+        fit_atft(_cfg(), data, days, partial_dir(out) / "checkpoint.pt", fold=0, on_epoch_end=kill)
+    with pytest.raises(RuntimeError, match="different config, fold or data"):
+        train_fold(_cfg(), market["panel"], market["graph"], market["folds"], 0, "atft", out)
+    # evaluate: every prediction set must come from the same panel and folds
+    from kabuflow.evaluate import evaluate
+
+    train_fold(_cfg(), market["panel"], None, market["folds"], 0, "ridge", tmp_path / "ridge_a")
+    train_fold(_cfg(), other["panel"], None, other["folds"], 0, "reversal_5d", tmp_path / "rev_b")
+    with pytest.raises(ArtifactError, match="lineage mismatch: predictions.* come from different normalize"):
+        evaluate(_cfg(), [tmp_path / "ridge_a", tmp_path / "rev_b"], tmp_path / "evaluate")
+    assert not (tmp_path / "evaluate").exists()
