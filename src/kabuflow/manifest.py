@@ -9,12 +9,9 @@ hashes by `storage.verify`, and refuse a directory whose manifest is missing, in
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
 import hashlib
 import json
 import logging
-import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,15 +20,23 @@ from typing import Any
 
 from kabuflow.artifacts import TMP_NAME, sha256_file, stamp, write_json
 from kabuflow.config import Config
+from kabuflow.publish import (
+    MANIFEST,
+    ArtifactError,
+    check_target,
+    clear,
+    partial_dir,
+    publish_dir,
+    recover,
+    siblings,
+)
+
+__all__ = ["ArtifactError", "Artifact", "Output", "open_dir", "output", "seal", "partial_dir", "publish_dir"]
+__all__ += ["recover", "merge_lineage", "toc"]
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 AUTO_HASH_BYTES = 256 * 2**20  # verify=auto hashes files up to this size; larger ones by size only
-
-
-class ArtifactError(RuntimeError):
-    """An input that cannot be trusted; the message names the directory, the file and what is wrong."""
 
 
 def toc(root: Path) -> dict[str, dict[str, Any]]:
@@ -128,18 +133,6 @@ def toc_names(root: Path) -> list[str]:
     return [n for n in names if n != MANIFEST and not TMP_NAME.match(Path(n).name)]
 
 
-def file_identity(path: str | Path, stage: str) -> dict[str, str]:
-    """Lineage of a single-file artifact (folds.json): its own lineage plus `stage` -> sha256 of its bytes."""
-    path = Path(path)
-    data = path.read_bytes()
-    try:
-        obj = json.loads(data)
-    except json.JSONDecodeError:
-        raise ArtifactError(f"{path}: not valid JSON (an interrupted write?)") from None
-    lineage = obj.get("lineage", {}) if isinstance(obj, dict) else {}
-    return {**lineage, stage: hashlib.sha256(data).hexdigest()}
-
-
 def merge_lineage(
     named: dict[str, dict[str, str]], own: dict[str, tuple[str, str]] | None = None
 ) -> dict[str, str]:
@@ -165,64 +158,6 @@ def merge_lineage(
         if stage in fan_in and stage in merged:
             raise ArtifactError(f"lineage mismatch: {name} is a {stage} output and an input of another input")
     return {stage: sha for stage, (_, sha) in merged.items()}
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two directories (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
-    fn = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
-    if fn is None:
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    if fn(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
-        return False
-    raise OSError(err, os.strerror(err), str(b))
-
-
-def _siblings(final: Path) -> tuple[Path, Path]:
-    return final.parent / f".{final.name}.partial", final.parent / f".{final.name}.old"
-
-
-def partial_dir(out: str | Path) -> Path:
-    """Where a stage writes `out` before publishing it (train-fold's checkpoints live there)."""
-    return _siblings(Path(out).absolute())[0]
-
-
-def recover(final: Path) -> None:
-    """Clean what a kill left beside `final`: a complete old output moved aside is put back, else removed."""
-    _, old = _siblings(final)
-    if old.exists():
-        if not final.exists() and (old / MANIFEST).is_file():
-            os.rename(old, final)
-        else:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def publish_dir(work: Path, final: Path) -> None:
-    """Put the complete directory `work` at `final` in one step: readers see the old output or the new."""
-    recover(final)
-    if not final.exists():
-        os.rename(work, final)
-        return
-    if _exchange(work, final):  # work now holds the old output
-        shutil.rmtree(work, ignore_errors=True)
-        return
-    _, old = _siblings(final)  # no atomic exchange here: two renames, and recover() mends a kill between
-    os.rename(final, old)
-    os.rename(work, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _check_target(final: Path) -> None:
-    if final.exists() and not final.is_dir():
-        raise ArtifactError(f"{final}: output exists and is not a directory")
-    if final.is_dir() and any(final.iterdir()) and not (final / MANIFEST).is_file():
-        raise ArtifactError(
-            f"{final}: output directory holds files but no {MANIFEST} (not a kabuflow stage output); "
-            "use an empty or new directory"
-        )
 
 
 @dataclass
@@ -282,18 +217,6 @@ class Output:
         return manifest
 
 
-def _clear(work: Path, keep: tuple[str, ...]) -> None:
-    """Empty `work` but for top-level files matching a `keep` pattern (train-fold's checkpoints)."""
-    if not keep:
-        shutil.rmtree(work, ignore_errors=True)
-        return
-    for path in work.iterdir() if work.is_dir() else ():
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif not any(path.match(k) for k in keep):
-            path.unlink()
-
-
 @contextlib.contextmanager
 def output(cfg: Config, out: str | Path, stage: str, keep: tuple[str, ...] = ()) -> Iterator[Output]:
     """Write a stage output into a sibling `.<name>.partial` directory and publish it on commit().
@@ -307,10 +230,10 @@ def output(cfg: Config, out: str | Path, stage: str, keep: tuple[str, ...] = ())
 
     configure(cfg.storage)
     final = Path(out).absolute()
-    _check_target(final)
+    check_target(final)
     recover(final)
-    work, _ = _siblings(final)
-    _clear(work, keep)
+    work, _ = siblings(final)
+    clear(work, keep)
     try:
         work.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -319,7 +242,7 @@ def output(cfg: Config, out: str | Path, stage: str, keep: tuple[str, ...] = ())
     try:
         yield w
     except BaseException:
-        _clear(work, keep)
+        clear(work, keep)
         raise
     if w.committed is None:
         shutil.rmtree(work, ignore_errors=True)
