@@ -272,7 +272,9 @@ def test_lineage_is_checked_where_panel_graph_and_folds_meet(market, tmp_path):
     cfg = _cfg("graph.window=30", "graph.min_obs=20")
     graph_stage(cfg, other["panel"], tmp_path / "other_graph")
     with pytest.raises(ArtifactError, match="lineage mismatch: .*graph .* come from different normalize"):
-        train_fold(cfg, market["panel"], tmp_path / "other_graph", market["folds"], 0, "ridge", tmp_path / "r")
+        train_fold(
+            cfg, market["panel"], tmp_path / "other_graph", market["folds"], 0, "ridge", tmp_path / "r"
+        )
     assert not (tmp_path / "r").exists()
 
     panel, graph = load_panel(other["panel"]), load_graph(other["graph"])
