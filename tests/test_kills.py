@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from test_storage import BUCKET, s3, seaweed  # noqa: F401 -- the real SeaweedFS fixtures
+from test_storage import LoopbackServer, pipe, s3, seaweed  # noqa: F401 -- the real SeaweedFS fixtures
 
 from kabuflow import storage
 from kabuflow.manifest import open_dir, partial_dir
@@ -113,29 +113,22 @@ def test_a_directory_without_manifest_is_refused_in_one_line(tmp_path):
     assert not (tmp_path / "f").exists() or not any((tmp_path / "f").iterdir())
 
 
-class MutationGate:
+class MutationGate(LoopbackServer):
     """A TCP proxy in front of the S3 server that counts mutating requests (PUT, POST, DELETE) and stops
     forwarding at the `hold`-th one: the client hangs right before that request reaches the server."""
 
     REQUEST = re.compile(rb"(PUT|POST|DELETE) /\S* HTTP/1\.1\r\n")
 
-    def __init__(self, target: tuple[str, int], hold: int = 0):
+    def __init__(self, target: tuple[str, int], hold: int):
         self.target, self.hold, self.count = target, hold, 0
-        self.held, self.lock, self.keep = threading.Event(), threading.Lock(), []
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.held, self.lock = threading.Event(), threading.Lock()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            up = socket.create_connection(self.target)
-            self.keep += [conn, up]
-            threading.Thread(target=self._up, args=(conn, up), daemon=True).start()
-            threading.Thread(target=self._down, args=(up, conn), daemon=True).start()
+    def handle(self, conn: socket.socket) -> None:
+        up = socket.create_connection(self.target)
+        self.conns.append(up)
+        threading.Thread(target=self._up, args=(conn, up), daemon=True).start()
+        threading.Thread(target=pipe, args=(up, conn), daemon=True).start()
 
     def _up(self, a: socket.socket, b: socket.socket) -> None:
         try:
@@ -143,27 +136,14 @@ class MutationGate:
                 for m in self.REQUEST.finditer(data):
                     with self.lock:
                         self.count += 1
-                        stop = self.hold and self.count >= self.hold
-                    if stop:
+                        stop = self.count >= self.hold
+                    if stop:  # forward what came before the request line, then hold the connection
                         b.sendall(data[: m.start()])
                         self.held.set()
                         return
                 b.sendall(data)
         except OSError:
             pass
-
-    @staticmethod
-    def _down(a: socket.socket, b: socket.socket) -> None:
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        self.sock.close()
-        for s in self.keep:
-            s.close()
 
 
 def test_sigkilled_upload_to_s3_is_never_read_as_a_mix(s3, seaweed, tmp_path):  # noqa: F811

@@ -244,13 +244,12 @@ def test_stage_directory_roundtrip(backend, request, tmp_path):
         assert (tmp_path / "copy" / rel).read_bytes() == (src / rel).read_bytes()
 
 
-class FlakyProxy:
-    """TCP proxy that resets the first `drops` connections, then forwards: a real network hiccup."""
+class LoopbackServer:
+    """A TCP server on a free 127.0.0.1 port; handle(conn) runs once per accepted connection."""
 
-    def __init__(self, target: tuple[str, int], drops: int):
-        self.target, self.drops, self.accepted = target, drops, 0
+    def __init__(self):
         self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
+        self.port, self.accepted, self.conns = self.sock.getsockname()[1], 0, []
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -260,27 +259,48 @@ class FlakyProxy:
             except OSError:
                 return
             self.accepted += 1
-            if self.accepted <= self.drops:
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                conn.close()  # RST: connection reset by peer
-                continue
-            up = socket.create_connection(self.target)
-            for a, b in ((conn, up), (up, conn)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            self.conns.append(conn)
+            self.handle(conn)
 
-    @staticmethod
-    def _pipe(a: socket.socket, b: socket.socket) -> None:
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def pipe(a: socket.socket, b: socket.socket) -> None:
+    """Copy a's bytes to b until a closes, then shut both down."""
+    try:
+        while data := a.recv(65536):
+            b.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class FlakyProxy(LoopbackServer):
+    """TCP proxy that resets the first `drops` connections, then forwards: a real network hiccup."""
+
+    def __init__(self, target: tuple[str, int], drops: int):
+        self.target, self.drops = target, drops
+        super().__init__()
+
+    def handle(self, conn: socket.socket) -> None:
+        if self.accepted <= self.drops:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            conn.close()  # RST: connection reset by peer
+            return
+        up = socket.create_connection(self.target)
+        for a, b in ((conn, up), (up, conn)):
+            threading.Thread(target=pipe, args=(a, b), daemon=True).start()
 
 
 def test_s3_survives_reset_connections(s3, seaweed, monkeypatch):
@@ -290,7 +310,7 @@ def test_s3_survives_reset_connections(s3, seaweed, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
     assert storage.read_bytes(storage.join(s3, "flaky", "obj")) == b"payload"
     assert proxy.accepted >= 3  # two resets, then a connection that got through
-    proxy.sock.close()
+    proxy.close()
 
 
 def test_split_and_errors():
@@ -316,23 +336,11 @@ def test_tls_switch_is_explicit(monkeypatch):
         storage.s3_settings()
 
 
-class SilentServer:
+class SilentServer(LoopbackServer):
     """Accepts TCP connections on 127.0.0.1, reads what comes, never answers: a hung S3 endpoint."""
 
-    def __init__(self):
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port, self.accepted, self.conns = self.sock.getsockname()[1], 0, []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            self.conns.append(conn)
-            threading.Thread(target=self._drain, args=(conn,), daemon=True).start()
+    def handle(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._drain, args=(conn,), daemon=True).start()
 
     @staticmethod
     def _drain(conn: socket.socket) -> None:
@@ -341,11 +349,6 @@ class SilentServer:
                 pass
         except OSError:
             pass
-
-    def close(self) -> None:
-        self.sock.close()
-        for c in self.conns:
-            c.close()
 
 
 @pytest.fixture

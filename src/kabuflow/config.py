@@ -256,8 +256,10 @@ class StorageConfig:
     """Object-store clients and artifact checks (kabuflow.storage, kabuflow.manifest)."""
 
     connect_timeout: float = 10.0  # seconds to open a connection to the S3/GCS endpoint
-    read_timeout: float = 60.0  # seconds of silence on an open connection before the attempt fails
-    deadline: float = 900.0  # seconds for one operation (one object), retries and backoff included
+    read_timeout: float = 30.0  # seconds of silence on an open connection before the attempt fails
+    # Seconds per operation (one object) after which no new attempt starts; a transfer in progress is
+    # bounded by read_timeout instead, so a large upload on a slow link is never cut off mid-way.
+    deadline: float = 300.0
     attempts: int = 5  # tries per operation on transient errors, within the deadline
     verify: str = "auto"  # inputs: auto (sizes always, sha256 of files up to 256 MiB) | hash | size
 
