@@ -36,6 +36,7 @@ __all__ += ["recover", "merge_lineage", "toc"]
 
 log = logging.getLogger(__name__)
 
+DAG = ("ingest", "features", "normalize", "graph", "folds", "train-fold", "evaluate")  # upstream first
 AUTO_HASH_BYTES = 256 * 2**20  # verify=auto hashes files up to this size; larger ones by size only
 
 
@@ -147,13 +148,19 @@ def merge_lineage(
     merged: dict[str, tuple[str, str]] = {}
     items = [(n, st, h) for n, lin in named.items() for st, h in lin.items()]
     items += [(n, st, h) for n, (st, h) in own.items() if st not in fan_in]
+    conflicts = []
     for name, stage, sha in items:
         if stage in merged and merged[stage][1] != sha:
-            raise ArtifactError(
-                f"lineage mismatch: {name} and {merged[stage][0]} come from different {stage} outputs "
-                f"({sha[:12]} vs {merged[stage][1][:12]}); rebuild them from the same run"
-            )
+            conflicts.append((name, stage, sha, *merged[stage]))
         merged.setdefault(stage, (name, sha))
+    if conflicts:  # name the stage nearest the inputs (normalize rather than the ingest behind it)
+        name, stage, sha, other, other_sha = max(
+            conflicts, key=lambda c: DAG.index(c[1]) if c[1] in DAG else -1
+        )
+        raise ArtifactError(
+            f"lineage mismatch: {name} and {other} come from different {stage} outputs "
+            f"({sha[:12]} vs {other_sha[:12]}); rebuild them from the same run"
+        )
     for name, (stage, _) in own.items():
         if stage in fan_in and stage in merged:
             raise ArtifactError(f"lineage mismatch: {name} is a {stage} output and an input of another input")
