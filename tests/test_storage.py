@@ -18,7 +18,7 @@ import pytest
 
 from kabuflow import storage
 from kabuflow.config import StorageConfig
-from kabuflow.manifest import seal
+from kabuflow.manifest import ArtifactError, seal
 
 KEY, SECRET = "kabuflowtest", "kabuflow-test-secret-1"
 BUCKET = "kabuflow"
@@ -407,3 +407,25 @@ def test_a_stage_checks_it_can_write_before_it_computes(silent, tmp_path):
     assert last.startswith("kabuflow ingest: StorageError: write s3://kabuflow/raw/.kabuflow-write-probe-")
     assert f"endpoint 127.0.0.1:{silent.port}" in last and "storage.deadline=1s" in last
     assert "synthetic" not in proc.stdout and "rows" not in proc.stdout  # nothing was computed
+
+
+@pytest.mark.parametrize("backend", ["s3", "gcs", "local"])
+def test_republishing_a_prefix_removes_stale_objects_and_downloads_verify(backend, request, tmp_path):
+    root = str(tmp_path / "remote") if backend == "local" else request.getfixturevalue(backend)
+    uri = storage.join(root, "runs", "republish", "raw")
+    first, second = tmp_path / "first", tmp_path / "second"
+    for d, names in ((first, ["a.parquet", "topix.parquet"]), (second, ["a.parquet", "b.parquet"])):
+        d.mkdir()
+        for n in names:
+            (d / n).write_bytes(f"{d.name}:{n}".encode())
+        seal(d, "ingest")
+    storage.upload_dir(first, uri)
+    storage.upload_dir(second, uri)
+    names = [u.rsplit("/", 1)[1] for u in storage.list(storage.join(uri, ""))]
+    assert names == ["a.parquet", "b.parquet", "manifest.json"]  # topix.parquet of the first run is gone
+    got = storage.download_dir(uri, tmp_path / "copy")
+    assert (tmp_path / "copy" / "a.parquet").read_bytes() == b"second:a.parquet"
+    assert sorted(p.name for p in got) == names
+    storage.write_bytes(storage.join(uri, "b.parquet"), b"second:b.parqueX")  # replaced behind its back
+    with pytest.raises(ArtifactError, match=r"republish/raw: b.parquet does not match manifest.json"):
+        storage.download_dir(uri, tmp_path / "again")
