@@ -390,16 +390,7 @@ def test_no_server_at_all_gives_up_after_the_attempts(monkeypatch):
 def test_a_stage_checks_it_can_write_before_it_computes(silent, tmp_path):
     """`kabuflow ingest --out s3://...` against a silent endpoint: one line naming it, exit 1, and the
     source never ran (the probe write comes first)."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "kabuflow.cli",
-        "ingest",
-        "--source",
-        "synthetic",
-        "--out",
-        "s3://kabuflow/raw",
-    ]
+    cmd = [sys.executable, "-m", "kabuflow.cli", *"ingest --source synthetic --out s3://kabuflow/raw".split()]
     cmd += ["--set", "storage.read_timeout=0.2", "--set", "storage.deadline=1", "--set", "storage.attempts=3"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 1

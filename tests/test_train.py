@@ -50,6 +50,17 @@ def _cfg(*extra: str) -> Config:
     return Config().with_overrides([*TINY, *extra])
 
 
+def _fold0(m: dict) -> tuple:
+    """(panel, fold 0's day indices, its DayData up to the last validation date) of a tiny market."""
+    panel, graph = load_panel(m["panel"]), load_graph(m["graph"])
+    days = fold_days(read_fold(m["folds"], 0), panel.dates)
+    return panel, days, DayData(panel, graph, int(days["val"][-1]), torch.device("cpu"))
+
+
+def _kill(epoch: int, score: float) -> None:
+    raise Killed(f"preempted after epoch {epoch}")
+
+
 def _weights(out) -> dict[str, torch.Tensor]:
     return torch.load(out / "model.pt", weights_only=True)["state_dict"]
 
@@ -109,17 +120,12 @@ def test_resume_after_kill_gives_identical_weights(trained, market, tmp_path, ex
     """Kill after epoch 1 of 2, rerun train-fold in the same directory: same weights as uninterrupted
     (with early stopping's best weights, and with weight averaging: their state travels in the checkpoint)."""
     cfg = _cfg(*extra)
-    panel, graph = load_panel(market["panel"]), load_graph(market["graph"])
-    days = fold_days(read_fold(market["folds"], 0), panel.dates)
-    data = DayData(panel, graph, int(days["val"][-1]), torch.device("cpu"))
-
-    def kill(epoch: int, score: float) -> None:
-        raise Killed(f"preempted after epoch {epoch}")
+    panel, days, data = _fold0(market)
 
     out = tmp_path / "out"
     ckpt = partial_dir(out) / "checkpoint.pt"  # where train-fold keeps its checkpoints until it publishes
     with pytest.raises(Killed):
-        fit_atft(cfg, data, days, ckpt, fold=0, on_epoch_end=kill)
+        fit_atft(cfg, data, days, ckpt, fold=0, on_epoch_end=_kill)
     assert torch.load(ckpt, weights_only=True)["epoch"] == 1
     train_fold(cfg, panel, market["graph"], market["folds"], 0, "atft", out)
     assert json.loads((out / "metrics.json").read_text())["resumed_from_epoch"] == 1
@@ -229,17 +235,12 @@ def test_ensemble_is_the_mean_of_its_members_and_resumes_inside_a_member(market,
     from kabuflow.train.fold import member_config
 
     cfg = _cfg("model.members=2", "train.seed=1")
-    panel, graph = load_panel(market["panel"]), load_graph(market["graph"])
-    days = fold_days(read_fold(market["folds"], 0), panel.dates)
-    data = DayData(panel, graph, int(days["val"][-1]), torch.device("cpu"))
-
-    def kill(epoch: int, score: float) -> None:
-        raise Killed(f"preempted after epoch {epoch}")
+    panel, days, data = _fold0(market)
 
     out, ckpts = tmp_path / "out", partial_dir(tmp_path / "out")
     fit_atft(member_config(cfg, 0), data, days, ckpts / "checkpoint.pt", fold=0)  # member 0 done
     with pytest.raises(Killed):  # member 1 killed after its first epoch
-        fit_atft(member_config(cfg, 1), data, days, ckpts / "checkpoint.m1.pt", fold=0, on_epoch_end=kill)
+        fit_atft(member_config(cfg, 1), data, days, ckpts / "checkpoint.m1.pt", fold=0, on_epoch_end=_kill)
     train_fold(cfg, panel, market["graph"], market["folds"], 0, "atft", out)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["members"] == 2 and metrics["resumed_from_epoch"] == [2, 1]
@@ -277,16 +278,11 @@ def test_lineage_is_checked_where_panel_graph_and_folds_meet(market, tmp_path):
         )
     assert not (tmp_path / "r").exists()
 
-    panel, graph = load_panel(other["panel"]), load_graph(other["graph"])
-    days = fold_days(read_fold(other["folds"], 0), panel.dates)
-    data = DayData(panel, graph, int(days["val"][-1]), torch.device("cpu"))
-
-    def kill(epoch: int, score: float) -> None:
-        raise Killed(f"preempted after epoch {epoch}")
+    _, days, data = _fold0(other)
 
     out = tmp_path / "atft"
     with pytest.raises(Killed):  # the other data's run, killed after epoch 1 of 2 in this directory
-        fit_atft(_cfg(), data, days, partial_dir(out) / "checkpoint.pt", fold=0, on_epoch_end=kill)
+        fit_atft(_cfg(), data, days, partial_dir(out) / "checkpoint.pt", fold=0, on_epoch_end=_kill)
     with pytest.raises(RuntimeError, match="different config, fold or data"):
         train_fold(_cfg(), market["panel"], market["graph"], market["folds"], 0, "atft", out)
     # evaluate: every prediction set must come from the same panel and folds
