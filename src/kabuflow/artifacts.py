@@ -12,14 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from kabuflow import redact
-from kabuflow.config import Config, code_version
+from kabuflow.config import Config
+from kabuflow.version import code_version
 
 TMP_NAME = re.compile(r"^\..+\.tmp$")  # atomic_write's temporaries: never listed, never published
 
 
 def stamp(cfg: Config, **extra: Any) -> dict[str, Any]:
-    """Provenance for an artifact: the resolved config (credentials masked), the code version, extras."""
-    return {"code_version": code_version(), "config": redact.tree(cfg.to_dict()), **extra}
+    """Provenance for an artifact: the resolved config (credentials masked, cluster section left out),
+    the code version, and stage-specific extras."""
+    return {"code_version": code_version(), "config": redact.tree(cfg.stamped()), **extra}
 
 
 def sha256_file(path: str | Path) -> str:

@@ -7,6 +7,7 @@ import math
 import os
 import tempfile
 import time
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,8 @@ import torch.distributed as dist
 
 from kabuflow import manifest, telemetry
 from kabuflow.artifacts import atomic_write, write_json, write_parquet
-from kabuflow.config import Config, code_version
-from kabuflow.folds import Fold, fold_days, folds_lineage, read_fold
+from kabuflow.config import Config, ModelName
+from kabuflow.folds import Fold, FoldsLike, fold_days, folds_lineage, read_fold
 from kabuflow.graph import Graph, as_graph, load_graph
 from kabuflow.model.atft_gat_fan import Ensemble, model_config_to_dict, n_params
 from kabuflow.model.losses import horizon_weights
@@ -28,8 +29,9 @@ from kabuflow.train.baselines import run_baseline
 from kabuflow.train.days import DayData, deterministic, resolve_device
 from kabuflow.train.loop import fit_atft
 from kabuflow.train.predictions import predict_days, prediction_table, split_metrics, val_rank_ic
+from kabuflow.version import code_version
 
-MODELS = ("atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d")
+MODELS: tuple[str, ...] = typing.get_args(ModelName)
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -49,7 +51,7 @@ def _dist_env(device: torch.device) -> tuple[int, int, torch.device]:
 def member_config(cfg: Config, m: int) -> Config:
     """Member m's config: train.seed = seed * members + m, so the members of seeds 0 and 1 never
     share a seed and a one-member model keeps the plain seed."""
-    return cfg.with_overrides([f"train.seed={cfg.train.seed * cfg.model.members + m}"])
+    return cfg.with_params({"train.seed": cfg.train.seed * cfg.model.members + m})
 
 
 def _checkpoint(out: Path, m: int) -> Path:
@@ -145,7 +147,7 @@ def train_fold(
     cfg: Config,
     panel: Panel | str | Path,
     graph: Graph | str | Path | None,
-    folds: str | Path | list[Fold] | list[dict[str, Any]],
+    folds: FoldsLike,
     k: int,
     model: str,
     out: str | Path,
