@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from test_storage import LoopbackServer, pipe, s3, seaweed  # noqa: F401 -- the real SeaweedFS fixtures
+from servers import LoopbackServer, pipe
 
 from kabuflow import storage
 from kabuflow.manifest import open_dir, partial_dir
@@ -146,11 +146,11 @@ class MutationGate(LoopbackServer):
             pass
 
 
-def test_sigkilled_upload_to_s3_is_never_read_as_a_mix(s3, seaweed, tmp_path):  # noqa: F811
+def test_sigkilled_upload_to_s3_is_never_read_as_a_mix(s3, seaweed, tmp_path):
     """Synthetic ingest at a prefix, then `--source files` into the same prefix (the issue's case),
     killed at mutation k of its upload: probe PUT (1), probe DELETE (2), old manifest DELETE (3), three
     tables (4-6), new manifest (7), stale objects of the synthetic run (8-12)."""
-    from test_files import make_dir
+    from raw_files import make_dir
 
     uri = f"{s3}/kill/raw"
     old_local = tmp_path / "old"

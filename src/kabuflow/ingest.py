@@ -14,6 +14,7 @@ import polars as pl
 from kabuflow import artifacts, manifest, schema, telemetry
 from kabuflow.config import Config
 from kabuflow.schema import RAW, SchemaError
+from kabuflow.sources import coverage, guard
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ SORT: dict[str, list[str]] = {
     "markets_calendar": ["Date"],
     "oracle": ["Code", "Date"],
 }
+BARS = "equities_bars_daily"
 EXTRA_SCHEMAS: dict[str, dict[str, pl.DataType]] = {"oracle": schema.ORACLE}
 
 
@@ -77,6 +79,7 @@ def ingest(cfg: Config, out: str | Path) -> dict[str, Any]:
     The output is published as a unit (kabuflow.manifest): a killed or failed ingest leaves the
     previous output as it was, and tables of an earlier run that this run did not produce are gone.
     """
+    guard.check(cfg.data.bad_moves, cfg.data.limit_tolerance)
     cfg = resolve(cfg, out)
     with manifest.output(cfg, out, "ingest") as w, telemetry.stage("ingest") as rec:
         result = importlib.import_module(SOURCES[cfg.data.source]).load(cfg)
@@ -89,14 +92,17 @@ def ingest(cfg: Config, out: str | Path) -> dict[str, Any]:
         if missing:
             raise SchemaError(f"source {cfg.data.source} did not produce required tables {missing}")
         tables = {n: _conform(df, RAW[n], n) for n, df in result.tables.items()}
+        bars, guarded, masked = guard.guard(tables[BARS], cfg.data.bad_moves, cfg.data.limit_tolerance)
+        tables[BARS] = bars
         written = {n: _write(w.dir, n, df) for n, df in tables.items()}
         extra = {}
         for name, df in result.extra.items():
             spec = EXTRA_SCHEMAS.get(name)
             extra[name] = _write(w.dir, name, _conform(df, spec, name) if spec else df)
         start, end = _date_range(tables)
+        dropped = [*result.dropped, *masked]
         rec.rows_out = sum(t["rows"] for t in written.values())
-        rec.rows_in = rec.rows_out + sum(int(d["rows"]) for d in result.dropped)
+        rec.rows_in = rec.rows_out + sum(int(d["rows"]) for d in dropped)
         m = w.commit(
             {
                 "source": cfg.data.source,
@@ -105,7 +111,10 @@ def ingest(cfg: Config, out: str | Path) -> dict[str, Any]:
                 "requested": {"start": cfg.data.start, "end": cfg.data.end},
                 "tables": written,
                 "extra": extra,
-                "dropped": list(result.dropped),
+                "dropped": dropped,
+                "guard": guarded,
+                "survivorship": coverage.survivorship(bars),
+                "master": coverage.master_history(tables["equities_master"], bars),
                 "notes": result.notes,
             }
         )

@@ -20,7 +20,7 @@ import torch.distributed as dist
 from kabuflow import manifest, telemetry
 from kabuflow.artifacts import atomic_write, write_json, write_parquet
 from kabuflow.config import Config, ModelName
-from kabuflow.folds import Fold, FoldsLike, fold_days, folds_lineage, read_fold
+from kabuflow.folds import Fold, FoldsLike, check_lookback, fold_days, folds_lineage, read_fold
 from kabuflow.graph import Graph, as_graph, load_graph
 from kabuflow.model.atft_gat_fan import Ensemble, model_config_to_dict, n_params
 from kabuflow.model.losses import horizon_weights
@@ -168,6 +168,7 @@ def train_fold(
     place = manifest.output(cfg, out, "train-fold", keep=("checkpoint*.pt",)) if rank0 else _scratch(cfg)
     with place as w:
         p = as_panel(panel)
+        check_lookback(cfg.model.lookback, len(p.dates))
         g = load_graph(graph) if isinstance(graph, str | Path) else graph
         # Lineage where the artifacts meet: panel, graph and folds must come from one normalize output.
         for name, lineage in (("panel", p.lineage), ("graph", getattr(g, "lineage", {}))):
