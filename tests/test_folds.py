@@ -117,6 +117,7 @@ def test_lookback_is_checked_against_the_panel(tmp_path, lookback, message):
     (tmp_path / "panel").mkdir()
     meta = {"dates": [d.isoformat() for d in _sessions(1200)], "horizons": [1, 5, 10, 20]}
     (tmp_path / "panel" / "meta.json").write_text(json.dumps(meta))
+    seal(tmp_path / "panel", "normalize")
     with pytest.raises(ConfigError, match=message):
         build_folds(
             Config().with_overrides([f"model.lookback={lookback}"]), tmp_path / "panel", tmp_path / "f.json"
