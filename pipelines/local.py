@@ -13,6 +13,7 @@ import time
 import warnings
 from pathlib import Path
 
+from kabuflow import redact
 from kabuflow.config import Config
 from pipelines.pipeline import build_pipeline
 
@@ -61,7 +62,9 @@ def run_local(cfg: Config, out: Path) -> dict:
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     t0 = time.perf_counter()
-    task = build_pipeline(cfg, image="kabuflow:local")(config=json.dumps(cfg.to_dict(), sort_keys=True))
+    # No stage of this pipeline connects to the HPO database: its credentials stay out of every task.
+    config = json.dumps(redact.tree(cfg.to_dict()), sort_keys=True)
+    task = build_pipeline(cfg, image="kabuflow:local")(config=config)
     evaluation = Path(task.output.path)
     seconds = time.perf_counter() - t0
     for name in RESULTS:

@@ -28,31 +28,37 @@ def local_input(uri: str) -> Iterator[str]:
     from kabuflow import storage
 
     with tempfile.TemporaryDirectory(prefix="kabuflow-in-") as tmp:
-        storage.download_dir(uri, tmp)
+        storage.download_dir(uri, tmp)  # the listed files only, each checked against the manifest
         yield tmp
 
 
 @contextlib.contextmanager
 def local_output(uri: str) -> Iterator[str]:
-    """A local directory to write into; for a remote `uri` it is uploaded only after the stage succeeds."""
+    """A local directory to write into; for a remote `uri` it is uploaded only after the stage succeeds,
+    and checked for writability before the stage computes anything."""
     if not uri.startswith(REMOTE):
         Path(uri.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
         yield uri.removeprefix("file://")
         return
     from kabuflow import storage
 
+    storage.check_writable(uri)
     with tempfile.TemporaryDirectory(prefix="kabuflow-out-") as tmp:
-        yield tmp
-        storage.upload_dir(tmp, uri)
+        yield str(Path(tmp) / "out")
+        storage.upload_dir(Path(tmp) / "out", uri)
 
 
 def _config(args: argparse.Namespace) -> Config:
+    from kabuflow import storage
+
     sets = list(args.set or [])
     for flag in ("source", "path", "start", "end"):
         value = getattr(args, flag, None)
         if value:
             sets.append(f"data.{flag}={value}")
-    return load(args.profile, sets)
+    cfg = load(args.profile, sets)
+    storage.configure(cfg.storage)  # timeouts and verify policy for the downloads before the stage
+    return cfg
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -82,8 +88,9 @@ def cmd_ingest(args: argparse.Namespace) -> None:
     """Raw tables from one source."""
     from kabuflow.ingest import ingest
 
+    cfg = _config(args)  # first: it sets the storage timeouts the output's writability probe uses
     with local_output(args.out) as out:
-        m = ingest(_config(args), out)
+        m = ingest(cfg, out)
     print(f"ingest {m['source']} {m['start']}..{m['end']} -> {args.out}")
     for name, info in m["tables"].items():
         print(f"  {name:<28} {info['rows']:>10,} rows")
@@ -96,10 +103,11 @@ def _stage(module: str, name: str, *inputs: str) -> Callable[[argparse.Namespace
         import importlib
 
         stage = getattr(importlib.import_module(module), name)
+        cfg = _config(args)
         with contextlib.ExitStack() as stack:
-            dirs = [stack.enter_context(local_input(getattr(args, i))) for i in inputs]
             out = stack.enter_context(local_output(args.out))
-            stage(_config(args), *dirs, out)
+            dirs = [stack.enter_context(local_input(getattr(args, i))) for i in inputs]
+            stage(cfg, *dirs, out)
         print(f"{name}: wrote {args.out}")
 
     run.__doc__ = f"{module}.{name}"
@@ -110,12 +118,14 @@ def cmd_train_fold(args: argparse.Namespace) -> None:
     """One fold × one model."""
     from kabuflow.train import train_fold
 
+    cfg = _config(args)
     with (
+        local_output(args.out) as out,
         local_input(args.panel) as panel,
         local_input(args.graph) as graph,
-        local_output(args.out) as out,
+        local_input(args.folds) as folds,
     ):
-        m = train_fold(_config(args), panel, graph, args.folds, args.fold, args.model, out)
+        m = train_fold(cfg, panel, graph, folds, args.fold, args.model, out)
     print(json.dumps(m.get("metrics", {}), indent=1, default=str))
 
 
@@ -124,11 +134,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from kabuflow.evaluate import evaluate
     from kabuflow.evaluate.report import summary_table
 
+    cfg = _config(args)
     with contextlib.ExitStack() as stack:
+        out = stack.enter_context(local_output(args.out))
         dirs = [stack.enter_context(local_input(p)) for p in args.predictions]
         raw = stack.enter_context(local_input(args.raw)) if args.raw else None
-        out = stack.enter_context(local_output(args.out))
-        evaluate(_config(args), dirs, out, raw=raw)
+        evaluate(cfg, dirs, out, raw=raw)
         print(summary_table(json.loads((Path(out) / "metrics.json").read_text())))
 
 
@@ -269,8 +280,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run one command; any error becomes a one-line message and exit status 1."""
+    from kabuflow import redact
+
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    redact.install_log_filter()
     try:
         args.func(args)
     except KeyboardInterrupt:
@@ -279,7 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - the CLI's contract: one line, non-zero status
         if os.environ.get("KABUFLOW_DEBUG"):
             raise
-        print(f"kabuflow {args.command}: {type(err).__name__}: {err}", file=sys.stderr)
+        # redact: an exception may carry a URL password or a header value (an API key with a CR/LF)
+        line = " ".join(redact.text(f"{type(err).__name__}: {err}").split())
+        print(f"kabuflow {args.command}: {line}", file=sys.stderr)
         return 1
     return 0
 

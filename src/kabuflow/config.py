@@ -274,6 +274,19 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True)
+class StorageConfig:
+    """Object-store clients and artifact checks (kabuflow.storage, kabuflow.manifest)."""
+
+    connect_timeout: float = 10.0  # seconds to open a connection to the S3/GCS endpoint
+    read_timeout: float = 30.0  # seconds of silence on an open connection before the attempt fails
+    # Seconds per operation (one object) after which no new attempt starts; a transfer in progress is
+    # bounded by read_timeout instead, so a large upload on a slow link is never cut off mid-way.
+    deadline: float = 300.0
+    attempts: int = 5  # tries per operation on transient errors, within the deadline
+    verify: Literal["auto", "hash", "size"] = "auto"  # inputs: sizes always, sha256 up to 256 MiB (auto)
+
+
+@dataclass(frozen=True)
 class Config:
     profile: str = "local"
     data: DataConfig = field(default_factory=DataConfig)
@@ -291,6 +304,7 @@ class Config:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists) for artifacts and KFP parameters."""

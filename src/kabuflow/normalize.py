@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import ndtri
 from scipy.stats import rankdata
 
-from kabuflow import telemetry
-from kabuflow.artifacts import atomic_write, read_json, stamp, write_json
+from kabuflow import manifest, telemetry
+from kabuflow.artifacts import atomic_write, stamp, write_json
 from kabuflow.config import Config, ConfigError, NormalizeConfig
 from kabuflow.schema import FEATURE_KEYS, KINDS, SchemaError, check
 
@@ -41,6 +42,8 @@ class Panel:
     sector: np.ndarray  # [T, N] int16 index into meta["sectors"], -1 unknown
     market: np.ndarray  # [T, N] int16 index into meta["markets"], -1 unknown
     meta: dict[str, Any]
+    # stage -> manifest sha256 of this panel and of everything upstream of it
+    lineage: dict[str, str] = field(default_factory=dict)
 
     @functools.cached_property
     def dates(self) -> list[dt.date]:
@@ -64,23 +67,24 @@ class Panel:
         return list(self.meta["horizons"])
 
 
-def load_panel(path: str | Path) -> Panel:
-    """Memory-map a panel directory written by `normalize`; shapes are checked against meta.json."""
-    path = Path(path)
-    meta = read_json(path / "meta.json")
+def load_panel(path: str | Path | manifest.Artifact) -> Panel:
+    """Memory-map a panel directory written by `normalize`, verified against its manifest (see
+    kabuflow.manifest; `Panel.lineage` is its lineage); shapes are checked against meta.json."""
+    art = path if isinstance(path, manifest.Artifact) else manifest.open_dir(path)
+    path = art.path
+    meta = json.loads(art.file("meta.json").read_text())
     arrays = {}
     for name in ARRAYS:
-        file = path / f"{name}.npy"
-        if not file.exists():
-            raise FileNotFoundError(f"panel {path}: missing {file.name}")
-        arrays[name] = np.load(file, mmap_mode="r")
+        if not art.has(f"{name}.npy"):
+            raise FileNotFoundError(f"panel {path}: missing {name}.npy")
+        arrays[name] = np.load(art.file(f"{name}.npy"), mmap_mode="r")
     t, n = len(meta["dates"]), len(meta["codes"])
     expect = {"X": (t, n, len(meta["feature_names"])), "Y": (t, n, len(meta["horizons"]))}
     for name, arr in arrays.items():
         want = expect.get(name, expect["Y"] if name == "Y_raw" else (t, n))
         if arr.shape != want:
             raise SchemaError(f"panel {path}: {name}.npy has shape {arr.shape}, meta.json implies {want}")
-    return Panel(path=path, meta=meta, **arrays)
+    return Panel(path=path, meta=meta, lineage=art.lineage, **arrays)
 
 
 def as_panel(panel: Panel | str | Path) -> Panel:
@@ -101,10 +105,12 @@ def _check_cfg(c: NormalizeConfig) -> None:
         raise ConfigError("normalize.clip must be > 0 and normalize.min_valid_share in [0, 1]")
 
 
-def _read(features: Path, horizons: tuple[int, ...]) -> tuple[pl.DataFrame, list[dict], list[str], str]:
+def _read(
+    art: manifest.Artifact, horizons: tuple[int, ...]
+) -> tuple[pl.DataFrame, list[dict], list[str], str]:
     """Keys, labels and R (cleaned), the manifest's features, label names, R's source column
     (ret_log_1d, else ret_1d). Feature columns are checked here, read later a batch at a time."""
-    feats = read_json(features / "manifest.json").get("features")
+    features, feats = art.path, art.manifest.get("features")
     if not feats:
         raise SchemaError(f"{features}/manifest.json: no 'features' listed")
     for f in feats:
@@ -113,13 +119,12 @@ def _read(features: Path, horizons: tuple[int, ...]) -> tuple[pl.DataFrame, list
                 f"{features}/manifest.json: feature {f.get('name')!r} has kind {f.get('kind')!r}"
             )
     labels, names = [f"y_{h}d" for h in horizons], [f["name"] for f in feats]
-    have = pl.read_parquet_schema(features / "features.parquet")
+    parquet = art.file("features.parquet")
+    have = pl.read_parquet_schema(parquet)
     ret = "ret_log_1d" if "ret_log_1d" in have else "ret_1d"
     spec = {**FEATURE_KEYS, **{n: pl.Float32() for n in names}, **{y: pl.Float64() for y in labels}}
     check(pl.DataFrame(schema=have), {**spec, ret: pl.Float32()}, f"{features}/features.parquet")
-    df = pl.read_parquet(
-        features / "features.parquet", columns=list(dict.fromkeys([*FEATURE_KEYS, *labels, ret]))
-    )
+    df = pl.read_parquet(parquet, columns=list(dict.fromkeys([*FEATURE_KEYS, *labels, ret])))
     clean = [finite(y).alias(y) for y in labels] + [_log_return(ret).alias("_ret")]
     return df.with_columns(clean), feats, labels, ret
 
@@ -316,13 +321,14 @@ def normalize(cfg: Config, features: str | Path, out: str | Path) -> dict[str, A
     """Features dir -> panel dir (X, Y, Y_raw, valid, R, sector, market .npy + meta.json + manifest.json)."""
     c = cfg.normalize
     _check_cfg(c)
-    features, out = Path(features), Path(out)
-    with telemetry.stage("normalize") as rec:
-        df, feats, labels, ret = _read(features, cfg.features.horizons)
+    with manifest.output(cfg, out, "normalize") as w, telemetry.stage("normalize") as rec:
+        art = w.read("features", features)
+        df, feats, labels, ret = _read(art, cfg.features.horizons)
         rec.rows_in = df.height
         dates, codes, ti, ci = _axes(df)
         t, n, names = len(dates), len(codes), [f["name"] for f in feats]
-        blocks, present = _features(features / "features.parquet", feats, ti, ci, (t, n), c)
+        blocks, present = _features(art.file("features.parquet"), feats, ti, ci, (t, n), c)
+        out = w.dir
         _write_x(out / "X.npy", blocks, (t, n, len(names)), c.dtype)
         del blocks
         n_stock = max(1, sum(f["kind"] == "stock" for f in feats))
@@ -353,6 +359,5 @@ def normalize(cfg: Config, features: str | Path, out: str | Path) -> dict[str, A
         write_json(out / "meta.json", {**meta, **stamp(cfg)})
         rec.rows_out = int(valid.sum())
         shape = {"T": t, "N": n, "F": len(names), "H": len(labels)}
-        manifest = {"shape": shape, "rows": df.height, "valid_stock_days": rec.rows_out, **meta}
-        write_json(out / "manifest.json", {**manifest, **stamp(cfg, stage="normalize")})
-    return {**manifest, **stamp(cfg, stage="normalize")}
+        content = {"shape": shape, "rows": df.height, "valid_stock_days": rec.rows_out, **meta}
+        return w.commit(content)
