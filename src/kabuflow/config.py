@@ -107,7 +107,7 @@ class GraphConfig:
     shrinkage: float = 0.1
     sector_edges: int = 0  # same-sector neighbours per node (most correlated first); 0 = none
     every: int = 5  # sessions between correlation updates; dates in between keep the last pairs
-    threads: int = 1  # torch intra-op threads for the per-date loop; 0 = torch's default (all cores)
+    threads: int = 0  # torch intra-op threads for the graph stage; 0 = every core the process may use
 
 
 @dataclass(frozen=True)

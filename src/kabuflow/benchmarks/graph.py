@@ -54,6 +54,24 @@ def synthetic_returns(t: int, n: int, seed: int = 0) -> tuple[np.ndarray, ...]:
     return r, valid, sector, market
 
 
+def real_shaped_returns(t: int, n: int, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """A factor market with jpx-2463's gaps: 20 % of codes list late (uniform over the span), 87 % miss
+    sessions inside their life at a per-code rate drawn around 2 % (jpx-2463: 87 % do, median 23 of
+    2,219 sessions, mean 49), and a code is valid exactly where it has a return. 33 sectors carry their
+    own factor, so sector residuals keep some structure; 3 markets."""
+    rng = np.random.default_rng(seed)
+    sector = rng.integers(0, 33, n)
+    common = rng.normal(size=(t, 5)) @ rng.normal(size=(5, n)) + 0.7 * rng.normal(size=(t, 33))[:, sector]
+    r = (0.01 * common + 0.015 * rng.normal(size=(t, n))).astype(np.float32)
+    rate = np.where(rng.random(n) < 0.87, rng.exponential(0.02, n), 0.0)
+    r[rng.random((t, n)) < rate] = np.nan
+    start = np.where(rng.random(n) < 0.2, rng.integers(0, t, n), 0)
+    r[np.arange(t)[:, None] < start] = np.nan
+    valid = np.isfinite(r)
+    market = np.broadcast_to(rng.integers(0, 3, n).astype(np.int16), (t, n))
+    return r, valid, np.broadcast_to(sector.astype(np.int16), (t, n)), market
+
+
 def time_build(arrays: tuple[np.ndarray, ...], g: GraphConfig, sessions: int) -> dict[str, Any]:
     """Seconds per 1,000 sessions over the last `sessions` dates (plus their warm-up window)."""
     r, valid, sector, market = (a[-(sessions + g.window) :] for a in arrays)
