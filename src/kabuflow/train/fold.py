@@ -162,7 +162,7 @@ def train_fold(
     p = as_panel(panel)
     fold = read_fold(folds, k)
     days = fold_days(fold, p.dates)
-    with telemetry.stage("train-fold") as rec:
+    with telemetry.stage("train-fold", label=f"{model}/{k}") as rec:
         rec.rows_in = int(sum(np.asarray(p.valid[days[s]]).sum() for s in days))
         if model == "atft":
             pred, info = _train_atft(cfg, p, graph, days, k, out)
