@@ -162,6 +162,8 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     bf16: bool = True
     compile: bool = False
+    compile_mode: str = "default"  # default (whole model) | reduce-overhead | max-autotune (temporal part)
+    pad_stocks: int = 0  # pad a forward's stocks to a multiple of this: fixed shapes for CUDA graphs
     shuffle_labels: bool = False  # control run: labels permuted within each day
     # 0 = the whole cross-section. A random subset cuts the graph too (a stock keeps ~k/N of its
     # neighbours), and on the synthetic market that costs the graph its edge: prefer fewer days instead.
@@ -171,6 +173,10 @@ class TrainConfig:
     # (single members 0.0675/0.0705/0.0697); 220 days scored below 110 (0.0597 against 0.0666, one member).
     days_per_epoch: int = 80
     days_per_step: int = 1  # days whose mean loss makes one optimizer step (per rank under DDP)
+    stack_days: bool = (
+        False  # a step's days in one forward, as one graph of disjoint days (GPU: fewer launches)
+    )
+    check_every: int = 0  # steps between host reads of the on-device non-finite-loss flag; 0 = once an epoch
     ema_decay: float = 0.0  # >0: validate, keep and return an exponential moving average of the weights
     val_stride: int = 2  # early stopping scores every val_stride-th validation day (all are predicted)
     rank_temperature: float = 0.1  # soft-rank sigmoid temperature, in cross-sectional std units
