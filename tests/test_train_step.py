@@ -16,7 +16,7 @@ from kabuflow.model.atft_gat_fan import ATFTGATFAN
 from kabuflow.model.losses import horizon_weights
 from kabuflow.normalize import load_panel
 from kabuflow.train.days import DayData
-from kabuflow.train.loop import _build, train_epoch
+from kabuflow.train.loop import _build, fit_atft, train_epoch
 from kabuflow.train.step import padded, step_loss
 
 TINY = [
@@ -147,3 +147,24 @@ def test_bad_step_settings_are_errors(market):
     data = DayData(panel, graph, int(days["val"][-1]), torch.device("cpu"))
     with pytest.raises(ValueError, match="train.check_every"):
         _build(_cfg("train.check_every=-1"), data, days, 0, 1)
+
+
+def test_unread_validations_are_skipped_and_the_weights_do_not_move(market):
+    """patience 0, no hook: only the last epoch is validated; validating every epoch changes no weight."""
+    panel, graph, days = market
+    runs = []
+    for every in ("false", "true"):
+        cfg = _cfg(
+            "train.epochs=2",
+            "train.patience=0",
+            "train.days_per_epoch=6",
+            f"train.validate_every_epoch={every}",
+        )
+        data = DayData(panel, graph, int(days["val"][-1]), torch.device("cpu"))
+        runs.append(fit_atft(cfg, data, days, None))
+    skipped, full = runs
+    assert [np.isnan(h["val_rank_ic"]) for h in skipped.history] == [True, False]
+    assert all(np.isfinite(h["val_rank_ic"]) for h in full.history)
+    assert skipped.history[-1]["val_rank_ic"] == full.history[-1]["val_rank_ic"]
+    a, b = skipped.model.state_dict(), full.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -179,6 +179,9 @@ class TrainConfig:
     check_every: int = 0  # steps between host reads of the on-device non-finite-loss flag; 0 = once an epoch
     ema_decay: float = 0.0  # >0: validate, keep and return an exponential moving average of the weights
     val_stride: int = 2  # early stopping scores every val_stride-th validation day (all are predicted)
+    # With patience <= 0 and no pruning, only the last epoch is validated (the others' scores were read
+    # by nothing: a quarter of an ATFT fold's CPU on the local profile); true: every epoch, for history.
+    validate_every_epoch: bool = False
     rank_temperature: float = 0.1  # soft-rank sigmoid temperature, in cross-sectional std units
     threads: int = 1  # torch/LightGBM CPU threads (1: folds train side by side on the local runner); 0 = all
 

@@ -281,7 +281,13 @@ def fit_atft(
             fwd, model, opt, sched, data, days["train"], cfg, st.epoch, w, rank, world, ema
         )
         speed = n_seen * world / (time.perf_counter() - t0)
-        score, per_h = _validate(scored, data, days["val"], w, cfg, world)
+        # Without early stopping or a pruning hook nothing reads a non-final epoch's score: skipping
+        # those validations leaves the weights as they were (eval draws no random numbers).
+        needed = tc.patience > 0 or on_epoch_end is not None or st.epoch == tc.epochs - 1
+        if needed or tc.validate_every_epoch:
+            score, per_h = _validate(scored, data, days["val"], w, cfg, world)
+        else:
+            score, per_h = math.nan, []
         row = {"epoch": st.epoch, "train_loss": loss, "val_rank_ic": score, "stock_days_per_s": speed}
         st.history.append({**row, "val_rank_ic_h": per_h, "seconds": time.perf_counter() - t0})
         _end_epoch(st, score, scored, tc.patience)
