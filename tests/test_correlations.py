@@ -30,11 +30,12 @@ def test_rolling_rho_is_the_from_scratch_rho_after_2000_steps():
     roll = RollingCorr(9, tile=4)  # 3 x 3 tiles, the last one partial
     valid = np.ones(9, bool)
     for t in range(2000):
-        rho = roll.step(r[t : t + 1], r[t - w : t - w + 1] if t >= w else r[:0], valid, 20)
+        rho, score = roll.step(r[t : t + 1], r[t - w : t - w + 1] if t >= w else r[:0], valid, 20)
         if t in (59, 997, 1999):
             want = pairwise_corr(torch.from_numpy(r[max(0, t - w + 1) : t + 1]), 20).numpy()
             np.testing.assert_array_equal(np.isnan(rho.numpy()), np.isnan(want))
             assert np.nanmax(np.abs(rho.numpy() - want)) < 1e-6
+            np.testing.assert_array_equal(score.numpy(), np.nan_to_num(np.abs(rho.numpy()), nan=-1.0))
             assert np.isfinite(want).sum() > 40
 
 
@@ -42,8 +43,10 @@ def test_tiles_threads_and_invalid_columns_do_not_change_rho():
     r = _gappy(200, 11, 1)
     valid = np.ones(11, bool)
     valid[[2, 8]] = False
-    one = RollingCorr(11, threads=1).step(r[:150], r[:0], valid, 30)
-    tiled = RollingCorr(11, threads=2, tile=3).step(r[:150], r[:0], valid, 30)
+    one = RollingCorr(11, threads=1).step(r[:150], r[:0], valid, 30)[0]
+    tiled, score = RollingCorr(11, threads=2, tile=3).step(r[:150], r[:0], valid, 30, scale=0.5)
+    np.testing.assert_array_equal(score.numpy(), np.nan_to_num(np.abs(tiled.numpy()), nan=-1.0))
+    tiled = tiled / 0.5
     np.testing.assert_array_equal(tiled.numpy(), one.numpy())
     assert np.isnan(one.numpy()[2]).all() and np.isnan(one.numpy()[:, 8]).all()
     want = pairwise_corr(torch.from_numpy(r[:150]), 30).numpy()
@@ -58,7 +61,7 @@ def test_rolling_and_reference_recomputes_agree(window, every):
     valid = np.random.default_rng(3).random((120, 8)) > 0.1
     g = dataclasses.replace(GraphConfig(), window=window, min_obs=min(window, 20), every=every)
     pairs = zip(correlations(r, valid, g, "rolling"), correlations(r, valid, g, "reference"), strict=True)
-    for (t, nodes, rho), (t_ref, ref_nodes, ref) in pairs:
+    for (t, nodes, rho, _), (t_ref, ref_nodes, ref, _) in pairs:
         assert t == t_ref and t % every == 0
         np.testing.assert_array_equal(nodes[valid[t]], ref_nodes)
         sub = rho.numpy()[np.ix_(ref_nodes, ref_nodes)]

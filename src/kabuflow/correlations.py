@@ -52,12 +52,16 @@ class RollingCorr:
         cuts = list(range(0, n, tile)) + [n]
         self._spans = [slice(lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:], strict=True)]
 
-    def step(self, enter: np.ndarray, leave: np.ndarray, valid: np.ndarray, min_obs: int) -> torch.Tensor:
-        """Add sessions `enter` [k, n], remove `leave` [j, n] (NaN = missing); rho [n, n] float32 after.
+    def step(
+        self, enter: np.ndarray, leave: np.ndarray, valid: np.ndarray, min_obs: int, scale: float = 1.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add sessions `enter` [k, n], remove `leave` [j, n] (NaN = missing); then rho [n, n] float32
+        times `scale` (the graph's shrinkage), and its ranking score |rho| with -1 where rho is NaN.
 
         rho is Pearson's over each pair's complete sessions, NaN where they are fewer than min_obs,
         where either series is (near-)constant on them, on the diagonal, and in the row and column of
-        every column not `valid` [n]: the definition of `pairwise_corr` over the window.
+        every column not `valid` [n]: the definition of `pairwise_corr` over the window. The score is
+        made here, tile by tile in cache, rather than in two more passes over [n, n] after.
         """
         rows = np.concatenate([enter, leave]).astype(np.float64)
         mask = torch.from_numpy(np.isfinite(rows)).to(torch.float64)  # [k, n]
@@ -67,19 +71,21 @@ class RollingCorr:
         left = torch.stack([mask, x, x * x]) * sign  # [3, k, n]: count, sum, square terms
         ok_col = torch.from_numpy(np.array(valid, bool))
         rho = torch.empty(self.n, self.n, dtype=torch.float32)
+        score = torch.empty(self.n, self.n, dtype=torch.float32)
 
         def work(ab: tuple[slice, slice]) -> None:
             a, b = ab
             if len(rows):
                 self._fold(left, mask, x, a, b)
-            tile = torch.where(ok_col[a, None] & ok_col[None, b], self._tile_rho(a, b, min_obs), torch.nan)
-            rho[a, b] = tile
-            rho[b, a] = tile.T
+            keep = ok_col[a, None] & ok_col[None, b]
+            tile = self._tile_rho(a, b, min_obs).mul_(scale).masked_fill_(~keep, torch.nan)
+            rank = tile.abs().nan_to_num_(nan=-1.0)
+            rho[a, b], rho[b, a], score[a, b], score[b, a] = tile, tile.T, rank, rank.T
 
         tiles = [(a, b) for i, a in enumerate(self._spans) for b in self._spans[i:]]
         with torch_threads(1), ThreadPoolExecutor(self.threads) as pool:
             list(pool.map(work, tiles))  # tiles touch disjoint blocks of every tensor
-        return rho.fill_diagonal_(torch.nan)
+        return rho.fill_diagonal_(torch.nan), score.fill_diagonal_(-1.0)
 
     def _fold(self, left: torch.Tensor, mask: torch.Tensor, x: torch.Tensor, a: slice, b: slice) -> None:
         """Add the moved sessions' products to tile (a, b) of every sum, and to (b, a) of sum/square."""
@@ -155,17 +161,18 @@ METHODS = ("rolling", "reference")
 
 def _varies(window: np.ndarray) -> np.ndarray:
     """[n] bool: the column takes two different values on the window's sessions (NaN = missing)."""
-    seen = np.isfinite(window)
-    high = np.where(seen, window, -np.inf).max(axis=0, initial=-np.inf)
-    return high > np.where(seen, window, np.inf).min(axis=0, initial=np.inf)
+    if not len(window):
+        return np.zeros(window.shape[1], bool)
+    return np.fmax.reduce(window, axis=0) > np.fmin.reduce(window, axis=0)  # fmax/fmin skip NaN
 
 
 def correlations(
     r: np.ndarray, valid: np.ndarray, g: GraphConfig, method: str = "rolling"
-) -> Iterator[tuple[int, np.ndarray, torch.Tensor]]:
-    """(t, nodes, rho_s [len(nodes)]^2) on every g.every-th session t: the shrunk pairwise-complete rho
+) -> Iterator[tuple[int, np.ndarray, torch.Tensor, torch.Tensor | None]]:
+    """(t, nodes, rho_s, score) on every g.every-th session t: rho_s [len(nodes)]^2 the shrunk pairwise-complete rho
     among `nodes` over sessions t - window + 1 .. t of r, NaN in the row and column of a node not valid
-    at t (`reference` passes only the valid nodes, `rolling` every column).
+    at t (`reference` passes only the valid nodes, `rolling` every column); score = |rho_s| with -1
+    where NaN (`rolling` makes it in its tiles; None from `reference`).
 
     `rolling` keeps running sums and moves them by the sessions that entered and left since the last
     recompute (`RollingCorr`, float64); `reference` recomputes every window from scratch in float32
@@ -180,11 +187,12 @@ def correlations(
         nodes = np.flatnonzero(valid[t])
         if roll is None:
             rho = pairwise_corr(torch.from_numpy(np.asarray(r[lo : t + 1, nodes], np.float32)), g.min_obs)
+            rho, score = rho * (1 - g.shrinkage), None
         else:  # a session that would enter and leave in the same step is skipped altogether
             enter, leave = r[max(entered, lo) : t + 1], r[left : min(lo, entered)]
             entered, left, nodes = t + 1, lo, np.arange(r.shape[1])
             # Sums of a series that is constant on its window are rounding residue, not zero (what
             # entered and left is summed in different orders): its constancy is read off the window.
             use = valid[t] & _varies(r[lo : t + 1])
-            rho = roll.step(enter, leave, use, g.min_obs)  # [N, N]: NaN off today's stocks
-        yield t, nodes, rho * (1 - g.shrinkage)
+            rho, score = roll.step(enter, leave, use, g.min_obs, 1 - g.shrinkage)  # NaN off today's stocks
+        yield t, nodes, rho, score

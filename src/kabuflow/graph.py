@@ -37,13 +37,17 @@ def _check_cfg(g: GraphConfig) -> None:
         raise ConfigError("graph.top_k, graph.sector_edges and graph.threads must be >= 0")
 
 
-def _corr_edges(rho_s: torch.Tensor, g: GraphConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each node's top_k neighbours by |rho_shrunk|, kept when |rho_shrunk| >= threshold (directed)."""
+def _corr_edges(
+    rho_s: torch.Tensor, g: GraphConfig, score: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each node's top_k neighbours by |rho_shrunk|, kept when |rho_shrunk| >= threshold (directed).
+    score: |rho_s| with -1 where NaN, when the caller has it already."""
     n = rho_s.shape[0]
     k = min(g.top_k, n - 1)
     if k <= 0:
         return torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
-    score = torch.nan_to_num_(rho_s.abs(), nan=-1.0)
+    if score is None:
+        score = torch.nan_to_num_(rho_s.abs(), nan=-1.0)
     vals, idx = torch.topk(score, k, dim=1)
     keep = vals >= g.threshold
     return torch.arange(n)[:, None].expand(n, k)[keep], idx[keep]
@@ -86,7 +90,11 @@ def date_edges(
 
 
 def rho_edges(
-    rho_s: torch.Tensor, sector: np.ndarray, market: np.ndarray, g: GraphConfig
+    rho_s: torch.Tensor,
+    sector: np.ndarray,
+    market: np.ndarray,
+    g: GraphConfig,
+    score: torch.Tensor | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One date's graph among n nodes from their shrunk rho [n, n]: pairs [2, E] (local indices, both
     directions, sorted by (source, target)) and attr [E, 3] = (rho_shrunk or 0 if unknown, same_sector,
@@ -94,7 +102,7 @@ def rho_edges(
     n = rho_s.shape[0]
     if n == 0:
         return np.zeros((2, 0), dtype=np.int64), np.zeros((0, len(ATTRS)), dtype=np.float32)
-    cs, cd = _corr_edges(rho_s, g)
+    cs, cd = _corr_edges(rho_s, g, score)
     ss, sd = _sector_edges(rho_s, sector, g.sector_edges)
     src = torch.cat([cs, cd, ss, sd]).numpy()
     dst = torch.cat([cd, cs, sd, ss]).numpy()  # both directions of every chosen pair
@@ -229,9 +237,9 @@ def build(
         recomputed = correlations(r, valid, g, method)
         for t in range(t_count):
             if t % g.every == 0:
-                _, nodes, rho_s = next(recomputed)
+                _, nodes, rho_s, score = next(recomputed)
                 known = np.where(valid[t, nodes], sector[t, nodes], -1)  # no sector peer off today's stocks
-                pairs, attr = rho_edges(rho_s, known, market[t, nodes], g)
+                pairs, attr = rho_edges(rho_s, known, market[t, nodes], g, score)
                 src, dst = held_src, held_dst = nodes[pairs[0]], nodes[pairs[1]]
                 held_rho = attr[:, 0]
             else:  # the last computed pairs among today's stocks; today's attributes
