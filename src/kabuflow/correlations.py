@@ -159,7 +159,7 @@ def pairwise_corr(x: torch.Tensor, min_obs: int) -> torch.Tensor:
 METHODS = ("rolling", "reference")
 
 
-def _varies(window: np.ndarray) -> np.ndarray:
+def varies(window: np.ndarray) -> np.ndarray:
     """[n] bool: the column takes two different values on the window's sessions (NaN = missing)."""
     if not len(window):
         return np.zeros(window.shape[1], bool)
@@ -193,6 +193,6 @@ def correlations(
             entered, left, nodes = t + 1, lo, np.arange(r.shape[1])
             # Sums of a series that is constant on its window are rounding residue, not zero (what
             # entered and left is summed in different orders): its constancy is read off the window.
-            use = valid[t] & _varies(r[lo : t + 1])
+            use = valid[t] & varies(r[lo : t + 1])
             rho, score = roll.step(enter, leave, use, g.min_obs, 1 - g.shrinkage)  # NaN off today's stocks
         yield t, nodes, rho, score
