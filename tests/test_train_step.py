@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from tiny_market import make_market
+from tiny_market import TINY_ATFT, make_market
 
 from kabuflow.config import Config
 from kabuflow.folds import fold_days, read_fold
@@ -19,15 +19,7 @@ from kabuflow.train.days import DayData
 from kabuflow.train.loop import _build, fit_atft, train_epoch
 from kabuflow.train.step import padded, step_loss
 
-TINY = [
-    "model.hidden=16",
-    "model.heads=2",
-    "model.gat_heads=2",
-    "model.lookback=6",
-    "train.device=cpu",
-    "train.days_per_epoch=12",
-    "train.warmup_steps=2",
-]
+TINY = [*TINY_ATFT, "train.days_per_epoch=12", "train.warmup_steps=2"]
 
 
 @pytest.fixture(scope="module")
