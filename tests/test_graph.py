@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from kabuflow.config import Config, ConfigError
-from kabuflow.graph import graph, pairwise_corr
+from kabuflow.correlations import pairwise_corr
+from kabuflow.graph import graph
 from kabuflow.manifest import seal
 
 # Orthogonal zero-mean +-1 Walsh vectors: correlations of their combinations are cosines.

@@ -118,7 +118,7 @@ class GraphConfig:
     shrinkage: float = 0.1
     sector_edges: int = 0  # same-sector neighbours per node (most correlated first); 0 = none
     every: int = 5  # sessions between correlation updates; dates in between keep the last pairs
-    threads: int = 1  # torch intra-op threads for the per-date loop; 0 = torch's default (all cores)
+    threads: int = 0  # torch intra-op threads for the graph stage; 0 = every core the process may use
 
 
 @dataclass(frozen=True)
@@ -172,6 +172,9 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool = True
     compile: bool = False
+    # default: the whole model, dynamic shapes; reduce-overhead | max-autotune (CUDA graphs): the temporal part
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
+    pad_stocks: int = 0  # pad a forward's stocks to a multiple of this: fixed shapes for CUDA graphs
     shuffle_labels: bool = False  # control run: labels permuted within each day
     # 0 = the whole cross-section. A random subset cuts the graph too (a stock keeps ~k/N of its
     # neighbours), and on the synthetic market that costs the graph its edge: prefer fewer days instead.
@@ -180,8 +183,15 @@ class TrainConfig:
     # of the local profile inside make run's budget (fewer, fresher days per epoch also scored better).
     days_per_epoch: int = 80
     days_per_step: int = 1  # days whose mean loss makes one optimizer step (per rank under DDP)
+    stack_days: bool = (
+        False  # a step's days in one forward, as one graph of disjoint days (GPU: fewer launches)
+    )
+    check_every: int = 0  # steps between host reads of the on-device non-finite-loss flag; 0 = once an epoch
     ema_decay: float = 0.0  # >0: validate, keep and return an exponential moving average of the weights
     val_stride: int = 2  # early stopping scores every val_stride-th validation day (all are predicted)
+    # With patience <= 0 and no pruning, only the last epoch is validated (the others' scores were read
+    # by nothing: a quarter of an ATFT fold's CPU on the local profile); true: every epoch, for history.
+    validate_every_epoch: bool = False
     rank_temperature: float = 0.1  # soft-rank sigmoid temperature, in cross-sectional std units
     threads: int = 1  # torch/LightGBM CPU threads (1: folds train side by side on the local runner); 0 = all
 

@@ -28,6 +28,10 @@ def _dates(t: int) -> list[str]:
     return out
 
 
+# The smallest ATFT that still has every part (two heads, two GAT heads, a 6-day lookback), on the CPU.
+TINY_ATFT = ["model.hidden=16", "model.heads=2", "model.gat_heads=2", "model.lookback=6", "train.device=cpu"]
+
+
 def make_market(root: Path, t: int = 120, n: int = 24, seed: int = 0, noise: float = 0.5) -> dict[str, Path]:
     """Write panel/, graph/ and folds.json under root; returns their paths."""
     rng = np.random.default_rng(seed)

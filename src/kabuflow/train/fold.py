@@ -191,7 +191,7 @@ def _fit_and_write(
 ) -> dict[str, Any]:
     """Train, then write predictions, history, metrics and the manifest into the output being made."""
     k, out = fold.k, w.dir
-    with telemetry.stage("train-fold") as rec:
+    with telemetry.stage("train-fold", label=f"{model}/{k}") as rec:
         rec.rows_in = int(sum(np.asarray(p.valid[days[s]]).sum() for s in days))
         if model == "atft":
             pred, info = _train_atft(cfg, p, g, days, k, out)
