@@ -31,6 +31,10 @@ class DataConfig:
     path: str = ""  # files source: directory of J-Quants-shaped parquet/CSV
     start: str = ""  # ISO date; "" = source default
     end: str = ""
+    # One-day adjusted moves beyond the TSE daily price limit (sources/guard.py): repair a missed split's
+    # adjustment and mask bad prints (repair), mask both (mask), or leave the bars as they came (keep).
+    bad_moves: Literal["repair", "mask", "keep"] = "repair"
+    limit_tolerance: float = 0.05  # share by which every limit is widened before a move counts as illegal
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,9 @@ class SyntheticConfig:
     pead: float = 0.014
     volume_shock: float = 0.012
     vol_interaction: float = 0.014
+    # Data faults planted into the bars with known answers (sources/synthetic_plants.py): this many missed
+    # splits and as many bad prints, for checking the ingest guard. 0 = none (the market as simulated).
+    plant_bad_moves: int = 0
 
 
 @dataclass(frozen=True)
