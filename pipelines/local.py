@@ -13,6 +13,7 @@ import time
 import warnings
 from pathlib import Path
 
+from kabuflow import redact
 from kabuflow.config import Config
 from pipelines.pipeline import build_pipeline
 
@@ -61,7 +62,9 @@ def run_local(cfg: Config, out: Path) -> dict:
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     t0 = time.perf_counter()
-    task = build_pipeline(cfg, image="kabuflow:local")(config=json.dumps(cfg.to_dict(), sort_keys=True))
+    # No stage of this pipeline connects to the HPO database: its credentials stay out of every task.
+    config = json.dumps(redact.tree(cfg.to_dict()), sort_keys=True)
+    task = build_pipeline(cfg, image="kabuflow:local")(config=config)
     evaluation = Path(task.output.path)
     seconds = time.perf_counter() - t0
     for name in RESULTS:
@@ -76,6 +79,25 @@ def run_local(cfg: Config, out: Path) -> dict:
     print(summary_table(metrics))
     print(f"\npipeline finished in {seconds:.0f} s; report: {out / 'report.html'}")
     return metrics
+
+
+def run_audit_local(cfg: Config, out: Path) -> dict:
+    """The audit pipeline through the same local runner; audit.json and audit.html are copied to `out`."""
+    from pipelines.audit import build_audit_pipeline
+
+    out = out.resolve()
+    (out / "kfp").mkdir(parents=True, exist_ok=True)
+    _hide_docker_dir()
+    from kfp import local
+
+    warnings.filterwarnings("ignore", module=r"kfp\.local\..*")
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out / "kfp"), raise_on_error=True
+    )
+    task = build_audit_pipeline(cfg, image="kabuflow:local")(config=json.dumps(cfg.to_dict(), sort_keys=True))
+    for name in ("audit.json", "audit.html"):
+        shutil.copyfile(Path(task.output.path) / name, out / name)
+    return json.loads((out / "audit.json").read_text())
 
 
 def _link(target: Path, link: Path) -> None:

@@ -6,6 +6,7 @@ from kfp import dsl, kubernetes
 from kfp.dsl import Dataset
 
 import components
+from kabuflow import redact
 from kabuflow.config import Config, ConfigError
 
 
@@ -20,8 +21,12 @@ def build_pipeline(cfg: Config, image: str) -> dsl.graph_component.GraphComponen
         {"fold": k, "model": m} for k in range(cfg.folds.n_folds) for m in p.models if m != "atft"
     ]
 
+    # The compiled YAML is uploaded and shared: credentials in settings (hpo.storage) are masked in it;
+    # the cluster fills them from Kubernetes Secrets as environment variables.
+    default = json.dumps(redact.tree(cfg.to_dict()), sort_keys=True)
+
     @dsl.pipeline(name="kabuflow", description="ATFT-GAT-FAN walk-forward training on J-Quants data")
-    def kabuflow(config: str = json.dumps(cfg.to_dict(), sort_keys=True)) -> Dataset:
+    def kabuflow(config: str = default) -> Dataset:
         raw = _cpu(op["ingest"](config=config), p).set_caching_options(False)
         kubernetes.use_secret_as_env(
             raw, secret_name=p.jquants_secret, secret_key_to_env={"api-key": "JQUANTS_API_KEY"}, optional=True

@@ -5,17 +5,17 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
-from kabuflow import telemetry
+from kabuflow import manifest, telemetry
 from kabuflow.artifacts import atomic_write, stamp, write_json
 from kabuflow.config import Config, ConfigError, GraphConfig
-from kabuflow.normalize import load_panel, save_npy
+from kabuflow.normalize import cross_sum, load_panel, save_npy
 
 ATTRS = ("rho", "same_sector", "same_market")
 REL_VAR = 1e-5  # float32: a pair's variance under this share of its sum of squares is a constant series
@@ -223,7 +223,7 @@ def market_residual(r: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """
     r = np.where(valid & np.isfinite(r), r, np.nan).astype(np.float32)
     count = np.isfinite(r).sum(axis=1, keepdims=True)
-    mean = np.nansum(r, axis=1, keepdims=True) / np.maximum(count, 1)
+    mean = cross_sum(r, 1, keepdims=True) / np.maximum(count, 1)  # same sum whatever the code axis holds
     return r - mean
 
 
@@ -302,10 +302,8 @@ def graph(cfg: Config, panel: str | Path, out: str | Path) -> dict[str, Any]:
     """
     g = cfg.graph
     _check_cfg(g)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with telemetry.stage("graph") as rec:
-        p = load_panel(panel)
+    with manifest.output(cfg, out, "graph") as w, telemetry.stage("graph") as rec:
+        p, out = load_panel(w.read("panel", panel)), w.dir
         rec.rows_in = int(p.valid.sum())
         offsets = build(p.R, p.valid, p.sector, p.market, g, out)
         save_npy(out / "offsets.npy", offsets)
@@ -322,11 +320,9 @@ def graph(cfg: Config, panel: str | Path, out: str | Path) -> dict[str, Any]:
                 "max": int(per_date.max()),
             },
             "panel_code_version": p.meta.get("code_version", ""),
-            **stamp(cfg, stage="graph"),
         }
-        write_json(out / "meta.json", meta)
-        write_json(out / "manifest.json", meta)
-    return meta
+        write_json(out / "meta.json", {**meta, **stamp(cfg, stage="graph")})
+        return w.commit(meta)
 
 
 @dataclass(frozen=True)
@@ -336,18 +332,20 @@ class Graph:
     edge_index: np.ndarray  # [2, E] int32, indices into the panel's code axis
     edge_attr: np.ndarray  # [E, 3] float32: rho, same_sector, same_market
     offsets: np.ndarray  # [T + 1] int64: edges of date t are offsets[t]:offsets[t+1]
+    lineage: dict[str, str] = field(default_factory=dict)  # stage -> manifest sha256, "graph" included
 
 
-def load_graph(path: str | Path) -> Graph:
-    """Memory-map a graph directory; the CSR arrays are checked against each other."""
-    path = Path(path)
+def load_graph(path: str | Path | manifest.Artifact) -> Graph:
+    """Memory-map a graph directory, verified against its manifest; the CSR arrays are checked
+    against each other."""
+    art = path if isinstance(path, manifest.Artifact) else manifest.open_dir(path)
+    path = art.path
     arrays = {}
     for name in ("edge_index", "edge_attr", "offsets"):
-        file = path / f"{name}.npy"
-        if not file.exists():
-            raise FileNotFoundError(f"graph {path}: missing {file.name}")
-        arrays[name] = np.load(file, mmap_mode="r")
-    g = Graph(**arrays)
+        if not art.has(f"{name}.npy"):
+            raise FileNotFoundError(f"graph {path}: missing {name}.npy")
+        arrays[name] = np.load(art.file(f"{name}.npy"), mmap_mode="r")
+    g = Graph(**arrays, lineage=art.lineage)
     n_edges = g.edge_index.shape[1]
     if g.edge_attr.shape != (n_edges, 3) or int(g.offsets[-1]) != n_edges:
         raise ValueError(

@@ -12,6 +12,7 @@ from tiny_market import make_market
 
 from kabuflow import schema
 from kabuflow.config import Config
+from kabuflow.manifest import seal
 from kabuflow.normalize import load_panel
 from kabuflow.train import train_fold
 from kabuflow.train.baselines import _fit_ridge, factor_feature
@@ -77,6 +78,7 @@ def test_no_leakage_from_dates_after_train_end(market, tmp_path, model):
         arr = np.load(moved / f"{name}.npy")
         arr[cut:] = rng.standard_normal(arr[cut:].shape)
         np.save(moved / f"{name}.npy", arr)
+    seal(moved, "normalize")  # another panel, sealed as one
     train_fold(cfg, market["panel"], None, market["folds"], 0, model, tmp_path / "a")
     train_fold(cfg, moved, None, market["folds"], 0, model, tmp_path / "b")
     files = {"ridge": ["ridge.json"], "lightgbm": [f"lightgbm_{h}d.txt" for h in (1, 5, 10, 20)]}[model]

@@ -10,6 +10,7 @@ import pytest
 from tiny_market import make_market
 
 from kabuflow.config import Config
+from kabuflow.manifest import seal
 from kabuflow.train.hpo import redact, run_hpo
 
 TINY = [
@@ -55,6 +56,7 @@ def test_test_dates_never_influence_the_study(market, tmp_path):
         arr = np.load(moved / f"{name}.npy")
         arr[cut:] = 100.0
         np.save(moved / f"{name}.npy", arr)
+    seal(moved, "normalize")  # another panel, sealed as one
     a = run_hpo(cfg, market["panel"], market["graph"], market["folds"], 1, "", tmp_path / "a")
     b = run_hpo(cfg, moved, market["graph"], market["folds"], 1, "", tmp_path / "b")
     assert a["best_value"] == b["best_value"] and a["best_params"] == b["best_params"]

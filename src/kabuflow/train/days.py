@@ -45,6 +45,8 @@ class DayData:
     def __init__(self, panel: Panel, graph: Graph | None, t_end: int, device: torch.device) -> None:
         sl = slice(0, t_end + 1)
         self.device, self.t_end = device, t_end
+        # Which outputs the arrays come from (stage -> manifest sha256): a checkpoint's data fingerprint.
+        self.lineage = {**panel.lineage, **(graph.lineage if graph is not None else {})}
         self.X = torch.from_numpy(np.array(panel.X[sl])).to(device)  # [T', N, F]
         self.Y = torch.from_numpy(np.array(panel.Y[sl])).to(device)  # [T', N, H]
         self.Y_raw = torch.from_numpy(np.array(panel.Y_raw[sl])).to(device)  # [T', N, H]

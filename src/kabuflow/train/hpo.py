@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import socket
 import zlib
 from pathlib import Path
@@ -17,6 +16,7 @@ from kabuflow.config import Config
 from kabuflow.folds import FoldsLike, fold_days, read_fold, read_folds
 from kabuflow.graph import Graph, as_graph
 from kabuflow.normalize import Panel, as_panel
+from kabuflow.redact import text as redact  # the one redaction every artifact and log line gets
 from kabuflow.train.days import DayData, deterministic, resolve_device
 from kabuflow.train.loop import fit_atft
 
@@ -34,11 +34,6 @@ def suggest(trial: optuna.Trial, cfg: Config) -> list[str]:
         f"train.weight_decay={trial.suggest_float('train.weight_decay', 1e-6, 1e-2, log=True)}",
         f"train.rank_weight={trial.suggest_float('train.rank_weight', 0.0, 2.0)}",
     ]
-
-
-def redact(url: str) -> str:
-    """A storage URL without its password, fit for an artifact."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 def _objective(cfg: Config, data: DayData, days: dict[str, np.ndarray], k: int) -> Any:

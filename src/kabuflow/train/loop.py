@@ -228,7 +228,10 @@ def fit_atft(
     """
     tc = cfg.train
     model, opt, sched = _build(cfg, data, days, fold, world)
-    fingerprint = repr((cfg.model, tc, fold, len(days["train"]), len(days["val"]), world))
+    # The data is part of the fingerprint (panel and graph by manifest hash, the fold by its dates): a
+    # checkpoint left by a run on other data is an error, never a resume.
+    bounds = [int(days[s][i]) for s in ("train", "val") for i in (0, -1)]
+    fingerprint = repr((cfg.model, tc, fold, bounds, world, sorted(data.lineage.items())))
     st = resume(ckpt, model, opt, sched, fingerprint, rank, world)
     resumed_from = st.epoch
     ema = copy.deepcopy(model) if tc.ema_decay > 0 else None  # validated, kept and returned when on
