@@ -65,7 +65,9 @@ def split_metrics(pred: pl.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
     """Mean daily RankIC and IC of score vs label per split and horizon, by evaluate.metrics.daily_ic's
     rules (so a fold's KFP panel and metrics.json agree): a date needs 3 scored, labelled names, and a
     constant score counts as 0 on its date, not as missing. A fold's val and test dates are disjoint."""
+    # Sorted: a join's row order is not fixed, and a mean summed in another order moves the last bit.
     daily = metrics.daily_ic(pred).join(pred.select("date", "split").unique(), on="date")
+    daily = daily.sort("split", "horizon", "date")
     agg = daily.group_by("split", "horizon").agg(
         pl.col("rank_ic").mean(), pl.col("ic").mean(), pl.col("date").n_unique().alias("n_days")
     )
