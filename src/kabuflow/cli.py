@@ -202,7 +202,10 @@ def _parser() -> argparse.ArgumentParser:
         (("--fold",), {"type": int, "required": True}),
         (
             ("--model",),
-            {"required": True, "choices": ["atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d"]},
+            {
+                "required": True,
+                "choices": ["atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d", "low_vol_60d"],
+            },
         ),
         (("--out",), req),
     )

@@ -15,6 +15,7 @@ import torch
 from kabuflow.artifacts import stamp, write_json
 from kabuflow.config import Config
 from kabuflow.normalize import Panel
+from kabuflow.targets import with_target
 from kabuflow.train_atft import fit_atft
 from kabuflow.train_data import (
     DayData,
@@ -82,7 +83,7 @@ def run_hpo(
     storage = storage or f"sqlite:///{(out / 'optuna.db').resolve()}"
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
-    p = as_panel(panel)
+    p = with_target(as_panel(panel), cfg.train.target, cfg.normalize.clip)  # as train-fold fits
     k = cfg.hpo.fold
     days = fold_days(read_fold(folds, k), p.dates)
     first_test = min(fold_days(f, p.dates)["test"][0] for f in read_folds(folds))

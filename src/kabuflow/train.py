@@ -1,4 +1,4 @@
-"""train-fold: one walk-forward fold x one model kind (atft | lightgbm | ridge | reversal_5d | momentum_60d)."""
+"""train-fold: one walk-forward fold x one model kind (atft | lightgbm | ridge | a zero-parameter factor)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from kabuflow.config import Config, code_version
 from kabuflow.model.atft_gat_fan import Ensemble, model_config_to_dict, n_params
 from kabuflow.model.losses import horizon_weights
 from kabuflow.normalize import Panel
+from kabuflow.targets import with_target
 from kabuflow.train_atft import fit_atft
 from kabuflow.train_data import (
     DayData,
@@ -33,7 +34,7 @@ from kabuflow.train_data import (
 )
 from kabuflow.train_predict import predict_days, prediction_table, split_metrics, val_rank_ic
 
-MODELS = ("atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d")
+MODELS = ("atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d", "low_vol_60d")
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -166,7 +167,7 @@ def train_fold(
         torch.set_num_threads(cfg.train.threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    p = as_panel(panel)
+    p = with_target(as_panel(panel), cfg.train.target, cfg.normalize.clip)  # Y = what every model fits
     fold = read_fold(folds, k)
     days = fold_days(fold, p.dates)
     with telemetry.stage("train-fold") as rec:
