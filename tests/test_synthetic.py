@@ -15,7 +15,7 @@ from kabuflow.config import Config, ConfigError, SyntheticConfig
 from kabuflow.sources import synthetic as syn
 from kabuflow.sources import synthetic_facts as facts
 from kabuflow.sources.synthetic_fins import SURPRISE_SCALE
-from kabuflow.sources.synthetic_market import MKT_DRIFT
+from kabuflow.sources.synthetic_market import static_drift
 from kabuflow.sources.synthetic_prices import limit_width
 from kabuflow.sources.synthetic_signals import HORIZONS, SIGNALS
 from kabuflow.sources.synthetic_universe import SECTORS
@@ -329,10 +329,11 @@ def test_oracle_carries_each_signal_term_at_the_gate_horizon(small, small_market
     parts = [f"part_{name}_5d" for name in SIGNALS]
     schema.check(oracle, schema.oracle_spec(oracle.columns), "oracle")
     assert [c for c in oracle.columns if c.startswith("part_")] == parts  # the gate horizon only
-    # oracle_5d = sum over signals of strength x unit part + 5 x market drift x beta, row by row
+    # oracle_5d = sum over signals of strength x unit part + 5 x static drift, row by row
     u = small_market.universe
-    beta = oracle["Code"].replace_strict(dict(zip(u.codes, u.beta.tolist(), strict=True)))
-    total = oracle.select(pl.sum_horizontal(parts)).to_series() + 5 * MKT_DRIFT * beta
+    drift = static_drift(u, SMALL.lottery)
+    drift = oracle["Code"].replace_strict(dict(zip(u.codes, drift.tolist(), strict=True)))
+    total = oracle.select(pl.sum_horizontal(parts)).to_series() + 5 * drift
     np.testing.assert_allclose(total.to_numpy(), oracle["oracle_5d"].to_numpy(), rtol=0, atol=1e-15)
     m = syn.simulate(SMALL, keep_parts=True)
     k = HORIZONS.index(5)

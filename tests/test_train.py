@@ -15,6 +15,7 @@ from torch import nn
 from kabuflow import schema
 from kabuflow.config import Config
 from kabuflow.normalize import load_panel
+from kabuflow.targets import with_target
 from kabuflow.train import train_fold
 from kabuflow.train_atft import FitState, _end_epoch, fit_atft
 from kabuflow.train_data import DayData, fold_days, load_graph, read_fold
@@ -84,6 +85,13 @@ def test_outputs_schema_and_coverage(trained, market):
     assert not (out / "checkpoint.pt").exists()
 
 
+def test_vsn_weights_are_written_per_feature(trained, market):
+    out, _ = trained
+    w = json.loads((out / "vsn_weights.json").read_text())
+    assert set(w) == set(load_panel(market["panel"]).feature_names)
+    assert sum(w.values()) == pytest.approx(1.0, abs=1e-5) and min(w.values()) > 0
+
+
 def test_model_file_loads_and_predicts_live(trained, market):
     out, _ = trained
     blob = torch.load(out / "model.pt", weights_only=True)
@@ -106,7 +114,10 @@ def test_resume_after_kill_gives_identical_weights(trained, market, tmp_path, ex
     """Kill after epoch 1 of 2, rerun train-fold in the same directory: same weights as uninterrupted
     (with early stopping's best weights, and with weight averaging: their state travels in the checkpoint)."""
     cfg = _cfg(*extra)
-    panel, graph = load_panel(market["panel"]), load_graph(market["graph"])
+    panel = with_target(
+        load_panel(market["panel"]), cfg.train.target, cfg.normalize.clip
+    )  # what train-fold fits
+    graph = load_graph(market["graph"])
     days = fold_days(read_fold(market["folds"], 0), panel.dates)
     data = DayData(panel, graph, int(days["val"][-1]), torch.device("cpu"))
 
@@ -221,7 +232,8 @@ def test_ensemble_is_the_mean_of_its_members_and_resumes_inside_a_member(market,
     from kabuflow.train import member_config
 
     cfg = _cfg("model.members=2", "train.seed=1")
-    panel, graph = load_panel(market["panel"]), load_graph(market["graph"])
+    panel = with_target(load_panel(market["panel"]), cfg.train.target, cfg.normalize.clip)
+    graph = load_graph(market["graph"])
     days = fold_days(read_fold(market["folds"], 0), panel.dates)
     data = DayData(panel, graph, int(days["val"][-1]), torch.device("cpu"))
 

@@ -46,6 +46,13 @@ class SyntheticConfig:
     pead: float = 0.014
     volume_shock: float = 0.012
     vol_interaction: float = 0.014
+    low_risk: float = 0.01  # expected return falls with the stock's slow volatility level
+    # Right skew of the idiosyncratic shocks, growing with volatility (zero mean: not in the oracle):
+    # the weight of the skewed component is skew x (conditional vol / median long-run idio vol), <= 0.9.
+    skew: float = 0.5
+    # Lottery premium: expected daily return rises by lottery x (long-run idio vol - median): with skew,
+    # paid in the right tail, so volatile stocks' mean rises while their median falls (as on the TSE).
+    lottery: float = 0.05
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from kabuflow.train_data import (
     read_fold,
     resolve_device,
 )
-from kabuflow.train_predict import predict_days, prediction_table, split_metrics, val_rank_ic
+from kabuflow.train_predict import predict_days, prediction_table, split_metrics, val_rank_ic, vsn_weights
 
 MODELS = ("atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d", "low_vol_60d")
 CHECKPOINT = "checkpoint.pt"
@@ -130,6 +130,8 @@ def _train_atft(
         "fold": k,
     }
     atomic_write(out / "model.pt", lambda p: torch.save(blob, p))
+    # What the model reads, on the fold's test days: the report's variable-selection section.
+    write_json(out / "vsn_weights.json", vsn_weights(model, data, days["test"], panel.feature_names))
     for m in range(len(fits)):  # the run is complete; model.pt supersedes the checkpoints
         _checkpoint(out, m).unlink(missing_ok=True)
     return pl.concat(tables).sort("code", "date", "horizon"), info
