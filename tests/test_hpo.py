@@ -10,7 +10,7 @@ import pytest
 from tiny_market import make_market
 
 from kabuflow.config import Config
-from kabuflow.hpo import redact, run_hpo
+from kabuflow.train.hpo import redact, run_hpo
 
 TINY = [
     "model.hidden=16",

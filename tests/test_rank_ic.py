@@ -11,13 +11,13 @@ import polars as pl
 import pytest
 from tiny_market import make_market
 
-from kabuflow.baselines import _lgb_rows, design, valid_rows
 from kabuflow.config import Config
 from kabuflow.evaluate.metrics import daily_ic
+from kabuflow.folds import fold_days, read_fold
 from kabuflow.normalize import load_panel
-from kabuflow.rank_ic import DailyRankIC, pick_round
 from kabuflow.train import train_fold
-from kabuflow.train_data import fold_days, read_fold
+from kabuflow.train.baselines import _lgb_rows, design, valid_rows
+from kabuflow.train.rank_ic import DailyRankIC, pick_round
 
 
 def test_daily_rank_ic_by_hand():

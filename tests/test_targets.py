@@ -8,8 +8,8 @@ from tiny_market import make_market
 
 from kabuflow.config import Config
 from kabuflow.normalize import load_panel
-from kabuflow.targets import train_target, with_target
 from kabuflow.train import train_fold
+from kabuflow.train.targets import train_target, with_target
 
 # One date, four stocks, one horizon; the fourth stock is not valid that day.
 Y_RAW = np.array([[[0.03], [-0.01], [0.02], [0.05]]], dtype=np.float32)  # [T=1, N=4, H=1]

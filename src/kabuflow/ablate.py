@@ -12,9 +12,9 @@ from kabuflow.config import Config
 from kabuflow.evaluate import stats
 from kabuflow.evaluate.gate import paired_test
 from kabuflow.evaluate.metrics import daily_ic
-from kabuflow.targets import TARGETS
+from kabuflow.folds import read_folds
 from kabuflow.train import train_fold
-from kabuflow.train_data import read_folds
+from kabuflow.train.targets import TARGETS
 
 # What each variant takes away from the configured model (issue #12, item 4). The targets the config
 # does not already use are added by variants().

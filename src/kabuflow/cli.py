@@ -127,7 +127,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_hpo(args: argparse.Namespace) -> None:
     """Optuna study on validation RankIC."""
-    from kabuflow.hpo import run_hpo
+    from kabuflow.train.hpo import run_hpo
 
     cfg = _config(args)
     with local_input(args.panel) as panel, local_input(args.graph) as graph:
@@ -147,7 +147,7 @@ def cmd_compile(args: argparse.Namespace) -> None:
 
 def cmd_submit(args: argparse.Namespace) -> None:
     """Upload the compiled pipeline as a version and start a run (or a recurring run)."""
-    from kabuflow.submit import submit
+    from pipelines.submit import submit
 
     result = submit(
         host=args.host, package_path=args.package, experiment=args.experiment, recurring_cron=args.recurring

@@ -182,7 +182,7 @@ class TrainConfig:
     val_stride: int = 2  # early stopping scores every val_stride-th validation day (all are predicted)
     rank_temperature: float = 0.1  # soft-rank sigmoid temperature, in cross-sectional std units
     threads: int = 1  # torch/LightGBM CPU threads (1: folds train side by side on the local runner); 0 = all
-    # What every model fits (kabuflow.targets): rank = Gaussianised per-date rank of the raw label, z =
+    # What every model fits (kabuflow.train.targets): rank = Gaussianised per-date rank of the raw label, z =
     # per-date z-score, raw = the return itself. Evaluation always scores the raw label. rank by default:
     # the metric is a rank correlation and real returns are right-skewed (docs/baselines.md).
     target: str = "rank"  # rank | z | raw

@@ -16,8 +16,8 @@ from scipy.stats import rankdata
 from kabuflow.artifacts import atomic_write, write_json
 from kabuflow.config import Config
 from kabuflow.normalize import Panel
-from kabuflow.rank_ic import DailyRankIC, pick_round
-from kabuflow.train_predict import prediction_table
+from kabuflow.train.predictions import prediction_table
+from kabuflow.train.rank_ic import DailyRankIC, pick_round
 
 BASELINES = ("lightgbm", "ridge", "reversal_5d", "momentum_60d", "low_vol_60d")
 # factor -> (feature it reads, sign of the score, window it should have). low_vol_60d is the low-risk

@@ -14,20 +14,12 @@ import torch
 
 from kabuflow.artifacts import stamp, write_json
 from kabuflow.config import Config
-from kabuflow.normalize import Panel
-from kabuflow.targets import with_target
-from kabuflow.train_atft import fit_atft
-from kabuflow.train_data import (
-    DayData,
-    Graph,
-    as_graph,
-    as_panel,
-    deterministic,
-    fold_days,
-    read_fold,
-    read_folds,
-    resolve_device,
-)
+from kabuflow.folds import Fold, fold_days, read_fold, read_folds
+from kabuflow.graph import Graph, as_graph
+from kabuflow.normalize import Panel, as_panel
+from kabuflow.train.days import DayData, deterministic, resolve_device
+from kabuflow.train.loop import fit_atft
+from kabuflow.train.targets import with_target
 
 
 def suggest(trial: optuna.Trial, cfg: Config) -> list[str]:
@@ -69,7 +61,7 @@ def run_hpo(
     cfg: Config,
     panel: Panel | str | Path,
     graph: Graph | str | Path | None,
-    folds: str | Path | list[dict[str, Any]],
+    folds: str | Path | list[Fold] | list[dict[str, Any]],
     trials: int,
     storage: str,
     out: str | Path,
