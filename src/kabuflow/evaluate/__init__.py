@@ -14,7 +14,7 @@ import polars as pl
 from kabuflow import telemetry
 from kabuflow.artifacts import atomic_write, read_json, stamp, write_json, write_parquet
 from kabuflow.config import Config, EvaluateConfig, code_version
-from kabuflow.evaluate import attribution, backtest, gate, metrics, report, scorecard, stitch
+from kabuflow.evaluate import attribution, backtest, factors, gate, metrics, report, scorecard, stitch
 from kabuflow.evaluate.gate import champion_uri, load_champion, promote
 from kabuflow.evaluate.report import summary_table
 
@@ -61,6 +61,7 @@ def evaluate(
             result["signal_attribution"] = signals
         result["data"] = _data(cfg, test, infos, [*data_dirs, *(p for p in (raw, features) if p)], disagree)
         result["variable_selection"] = stitch.read_vsn_weights(infos)
+        result["factor_share"] = factors.factor_share(result["models"], cfg.evaluate.gate_model)
         result["gate"] = _gate(cfg, _clean(result), tables.daily, infos, out)
         result = _clean(result)
         _write(out, result, frame, tables)
