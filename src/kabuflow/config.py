@@ -5,18 +5,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
-import subprocess
 import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 HORIZONS: tuple[int, ...] = (1, 5, 10, 20)
+# The model kinds train-fold knows (kabuflow.train.MODELS is this list).
+ModelName = Literal["atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d", "low_vol_60d"]
+# Where ingest reads from (kabuflow.ingest.SOURCES maps each to its module).
+Source = Literal["synthetic", "jquants", "files"]
 
 
 class ConfigError(ValueError):
@@ -25,7 +27,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = "synthetic"  # synthetic | jquants | files
+    source: Source = "synthetic"
     path: str = ""  # files source: directory of J-Quants-shaped parquet/CSV
     start: str = ""  # ISO date; "" = source default
     end: str = ""
@@ -74,7 +76,7 @@ class JQuantsConfig:
         "markets_margin_interest",
         "markets_calendar",
     )
-    master_every: str = "month"  # month | session: how often to snapshot /equities/master (as-of data)
+    master_every: Literal["month", "session"] = "month"  # how often to snapshot /equities/master (as-of)
 
 
 @dataclass(frozen=True)
@@ -88,11 +90,11 @@ class FeaturesConfig:
 
 @dataclass(frozen=True)
 class NormalizeConfig:
-    method: str = "robust_z"  # robust_z | rank_gauss
+    method: Literal["robust_z", "rank_gauss"] = "robust_z"
     clip: float = 5.0
     market_window: int = 252
     market_min_periods: int = 60
-    dtype: str = "float32"  # float16 | float32
+    dtype: Literal["float16", "float32"] = "float32"
     # A stock-day is `valid` when it has a row and at least this share of its stock features is present.
     min_valid_share: float = 0.5
 
@@ -108,7 +110,8 @@ class GraphConfig:
     # same_sector attribute of any correlated pair.
     window: int = 1000
     min_obs: int = 120
-    residual: str = "sector"  # none | market (minus the session mean) | sector (minus the sector mean)
+    # none | market (minus the session mean) | sector (minus the sector mean)
+    residual: Literal["none", "market", "sector"] = "sector"
     threshold: float = 0.25
     top_k: int = 7
     shrinkage: float = 0.1
@@ -136,7 +139,7 @@ class ModelConfig:
     gat_heads: int = 4
     ff_mult: int = 1  # hidden width of the post-attention GRN, in multiples of hidden
     dropout: float = 0.1
-    input_norm: str = "fan"  # fan | san | none
+    input_norm: Literal["fan", "san", "none"] = "fan"
     fan_k: int = 3
     san_slice: int = 5
     use_graph: bool = True
@@ -166,7 +169,7 @@ class TrainConfig:
     rank_weight: float = 1.0
     sharpe_weight: float = 0.0
     horizon_weights: tuple[float, ...] = (0.5, 1.0, 0.75, 0.5)
-    device: str = "auto"  # auto | cpu | cuda
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool = True
     compile: bool = False
     shuffle_labels: bool = False  # control run: labels permuted within each day
@@ -185,7 +188,7 @@ class TrainConfig:
     # What every model fits (kabuflow.train.targets): rank = Gaussianised per-date rank of the raw label, z =
     # per-date z-score, raw = the return itself. Evaluation always scores the raw label. rank by default:
     # the metric is a rank correlation and real returns are right-skewed (docs/baselines.md).
-    target: str = "rank"  # rank | z | raw
+    target: Literal["rank", "z", "raw"] = "rank"
 
 
 @dataclass(frozen=True)
@@ -198,7 +201,7 @@ class LightGBMConfig:
     bagging_fraction: float = 0.8
     # l2 | l1 (quantile 0.5: the median) | lambdarank (per-date groups, relevance = lambdarank_bins
     # per-date quantile bins of the target, linear gains).
-    objective: str = "l2"
+    objective: Literal["l2", "l1", "lambdarank"] = "l2"
     lambdarank_bins: int = 10
     # Early stopping on the validation mean daily RankIC (the metric the models are judged on, not the
     # L2 of the target): stop after early_stopping_rounds rounds without a better one, but never keep
@@ -235,7 +238,7 @@ class EvaluateConfig:
     n_quantiles: int = 5
     gate_metric: str = "rank_ic"
     gate_horizon: str = "5d"
-    gate_model: str = "atft"
+    gate_model: ModelName = "atft"
     gate_margin: float = 0.002
     gate_alpha: float = 0.10
     champion_uri: str = ""  # "" = <out>/../models/champion; s3:// and gs:// via kabuflow.storage
@@ -246,9 +249,8 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    models: tuple[str, ...] = ("atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d", "low_vol_60d")
+    models: tuple[ModelName, ...] = typing.get_args(ModelName)
     parallelism: int = 2
-    image: str = "ghcr.io/kabuflow/kabuflow:latest"
     gpu: bool = False
     gpu_node_label: str = "cloud.google.com/gke-accelerator"
     gpu_node_value: str = "nvidia-tesla-a100"
@@ -268,7 +270,7 @@ class PipelineConfig:
     trainjob_runtime: str = "torch-distributed"  # ClusterTrainingRuntime the TrainJob references
     # Where node selector/tolerations go: podSpecOverrides (Trainer 2.0, the KFP docs' example) or
     # podTemplateOverrides (Trainer >= 2.1 renamed it); a wrong choice is pruned silently by the API server.
-    trainjob_overrides: str = "podSpecOverrides"
+    trainjob_overrides: Literal["podSpecOverrides", "podTemplateOverrides"] = "podSpecOverrides"
     trainjob_service_account: str = "kabuflow"  # k8s/base: no API permissions, no token mounted
     trainjob_timeout: int = 86400  # seconds to wait for Complete/Failed before deleting the TrainJob
     pushgateway: str = ""  # e.g. http://pushgateway.kabuflow.svc:9091; set as PROMETHEUS_PUSHGATEWAY on tasks
@@ -298,6 +300,12 @@ class Config:
         """Plain JSON-able dict (tuples become lists) for artifacts and KFP parameters."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
+    def stamped(self) -> dict[str, Any]:
+        """to_dict without the `pipeline` section, for the stamp artifacts carry: where and how a cluster
+        runs a stage (resources, node selectors, secrets, retries) changes no artifact's content, and an
+        artifact that carried them would differ between two clusters for no reason."""
+        return {k: v for k, v in self.to_dict().items() if k != "pipeline"}
+
     def with_overrides(self, overrides: list[str] | tuple[str, ...]) -> Config:
         """A new Config with `section.key=value` strings applied, each checked against the field's type."""
         tree = self.to_dict()
@@ -316,6 +324,28 @@ class Config:
                 raise ConfigError(f"{key.strip()}: cannot read {raw!r}: {err}") from None
         return from_dict(tree)
 
+    def with_params(self, params: dict[str, Any]) -> Config:
+        """A new Config with `{"section.key": value}` applied by dataclasses.replace, each value checked
+        against the field's type (an HPO trial's settings, or hpo.json's best ones)."""
+        changed: dict[str, dict[str, Any]] = {}
+        for key, value in params.items():
+            section, name, tp = field_type(key)
+            changed.setdefault(section, {})[name] = _coerce(value, tp, key)
+        parts = {s: dataclasses.replace(getattr(self, s), **kv) for s, kv in changed.items()}
+        return dataclasses.replace(self, **parts)
+
+
+def field_type(key: str) -> tuple[str, str, Any]:
+    """(section, name, type) of the setting `section.name`; a ConfigError naming it when there is none."""
+    section, _, name = key.partition(".")
+    cls = typing.get_type_hints(Config).get(section)
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        raise ConfigError(f"unknown config key {key!r}")
+    hints = typing.get_type_hints(cls)
+    if name not in hints:
+        raise ConfigError(f"unknown config key {key!r}")
+    return section, name, hints[name]
+
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check and convert one value to the declared field type; the error names the key."""
@@ -327,6 +357,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         return tuple(_coerce(v, item_tp, where) for v in value)
+    if origin is Literal:  # a choice: checked here, once, so that a typo fails at load and not in a pod
+        allowed = typing.get_args(tp)
+        if value in allowed and type(value) is type(allowed[0]):
+            return value
+        raise ConfigError(f"{where} must be one of {', '.join(map(str, allowed))}, got {value!r}")
     if origin in (typing.Union, types.UnionType):
         raise ConfigError(f"{where}: union types are not supported in config")
     if tp is bool:
@@ -398,31 +433,3 @@ def load(profile: str = "local", overrides: list[str] | tuple[str, ...] = ()) ->
         raise ConfigError(f"profile {profile!r} is not a mapping")
     cfg = from_dict(_merge(Config().to_dict(), tree))
     return cfg.with_overrides(list(overrides))
-
-
-def code_version() -> str:
-    """Git SHA of the working tree when available (suffix -dirty), else the package version.
-
-    Images have no .git: they carry the commit in KABUFLOW_GIT_SHA (docker/Dockerfile's GIT_SHA).
-    """
-    if os.environ.get("KABUFLOW_GIT_SHA", "unknown") != "unknown":
-        return os.environ["KABUFLOW_GIT_SHA"]
-    root = Path(__file__).resolve().parents[2]
-    try:
-        sha = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            return "kabuflow-" + version("kabuflow")
-        except PackageNotFoundError:
-            return "unknown"
