@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import polars as pl
 import pytest
-from raw_files import BARS_CSV, cfg_for, make_dir
+from raw_files import BARS_CSV, cfg_for, make_dir, master
 
 from kabuflow import config, schema
 from kabuflow.schema import SchemaError
