@@ -62,6 +62,22 @@ def cmd_run(args: argparse.Namespace) -> None:
     run_local(_config(args), Path(args.out))
 
 
+def cmd_audit(args: argparse.Namespace) -> None:
+    """Look-ahead audit: rerun the stages on the data cut after each D; exit 2 when a value moved."""
+    from kabuflow.audit import audit
+    from kabuflow.audit.report import text
+
+    cfg = _config(args)
+    if args.cut:
+        cfg = cfg.with_overrides([f"audit.cuts=[{', '.join(args.cut)}]"])
+    with local_output(args.out) as out:
+        report = audit(cfg, out)
+    print(text(report, cfg.audit.worst))
+    print(f"audit: wrote {args.out}/audit.json and audit.html")
+    if not report["passed"]:
+        raise SystemExit(2)
+
+
 def cmd_ingest(args: argparse.Namespace) -> None:
     """Raw tables from one source."""
     from kabuflow.ingest import ingest
@@ -142,8 +158,8 @@ def cmd_compile(args: argparse.Namespace) -> None:
     """Pipeline YAML for the cluster."""
     from pipelines.compile import compile_pipeline
 
-    path = compile_pipeline(_config(args), args.image, args.out)
-    print(f"compiled {path} (image {args.image})")
+    path = compile_pipeline(_config(args), args.image, args.out, args.pipeline)
+    print(f"compiled {args.pipeline} pipeline {path} (image {args.image})")
 
 
 def cmd_submit(args: argparse.Namespace) -> None:
@@ -196,6 +212,8 @@ def _parser() -> argparse.ArgumentParser:
     req = {"required": True}
     add("run", cmd_run, *src, (("--out",), {"default": "runs/local"}))
     add("ingest", cmd_ingest, *src, (("--out",), req))
+    cut = {"action": "append", "metavar": "D", "help": "cut date (repeatable); default: 3 over the range"}
+    add("audit", cmd_audit, *src, (("--cut",), cut), (("--out",), {"default": "runs/audit"}))
     add("features", _stage("kabuflow.features", "features", "raw"), (("--raw",), req), (("--out",), req))
     add(
         "normalize",
@@ -243,7 +261,13 @@ def _parser() -> argparse.ArgumentParser:
         (("--storage",), {"help": "optuna storage URL (sqlite:///..., postgresql://...)"}),
         (("--out",), {"default": "runs/hpo"}),
     )
-    add("compile", cmd_compile, (("--image",), req), (("--out",), {"default": "pipeline.yaml"}))
+    add(
+        "compile",
+        cmd_compile,
+        (("--image",), req),
+        (("--out",), {"default": "pipeline.yaml"}),
+        (("--pipeline",), {"choices": ["kabuflow", "audit"], "default": "kabuflow"}),
+    )
     add(
         "submit",
         cmd_submit,

@@ -131,7 +131,11 @@ def _ridge(cfg: Config, panel: Panel, days: dict[str, np.ndarray], out: Path) ->
         )
     preds = {}
     for split in rows:
-        score = np.stack([xs[split] @ np.asarray(c["coef"]) + c["intercept"] for c in coefs], 1)  # [R, H]
+        # A row-by-row product (einsum's own loop, not BLAS): a row's score must not depend on how many
+        # rows are scored with it, or the audit's panels cut after D would round differently.
+        score = np.stack(
+            [np.einsum("rf,f->r", xs[split], np.asarray(c["coef"])) + c["intercept"] for c in coefs], 1
+        )  # [R, H]
         preds[split] = {"t": rows[split][0], "s": rows[split][1], "score": score}
     write_json(
         out / "ridge.json",
