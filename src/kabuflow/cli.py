@@ -13,7 +13,7 @@ import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from kabuflow.config import Config, Source, load
+from kabuflow.config import Config, ModelName, Source, load
 
 log = logging.getLogger("kabuflow")
 REMOTE = ("s3://", "gs://")
@@ -129,6 +129,16 @@ def cmd_train_fold(args: argparse.Namespace) -> None:
     print(json.dumps(m.get("metrics", {}), indent=1, default=str))
 
 
+def cmd_ablate(args: argparse.Namespace) -> None:
+    """ATFT variants (lookback 1, no graph, no rank term, each target) on the same folds and seeds."""
+    from kabuflow.ablate import ablate, markdown
+
+    names = tuple(n for n in (args.variants or "").split(",") if n)
+    with local_input(args.panel) as panel, local_input(args.graph) as graph, local_output(args.out) as out:
+        result = ablate(_config(args), panel, graph, args.folds, out, args.seeds, names)
+    print(markdown(result))
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     """Metrics, backtest, report and gate over fold predictions."""
     from kabuflow.evaluate import evaluate
@@ -232,9 +242,20 @@ def _parser() -> argparse.ArgumentParser:
         (("--fold",), {"type": int, "required": True}),
         (
             ("--model",),
-            {"required": True, "choices": ["atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d"]},
+            {
+                "required": True,
+                "choices": list(typing.get_args(ModelName)),
+            },
         ),
         (("--out",), req),
+    )
+    add(
+        "ablate",
+        cmd_ablate,
+        *trainer,
+        (("--seeds",), {"type": int, "default": 3}),
+        (("--variants",), {"help": "comma-separated subset (default: all); configured always runs"}),
+        (("--out",), {"default": "runs/ablate"}),
     )
     add(
         "evaluate",

@@ -16,7 +16,7 @@ import yaml
 
 HORIZONS: tuple[int, ...] = (1, 5, 10, 20)
 # The model kinds train-fold knows (kabuflow.train.MODELS is this list).
-ModelName = Literal["atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d"]
+ModelName = Literal["atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d", "low_vol_60d"]
 # Where ingest reads from (kabuflow.ingest.SOURCES maps each to its module).
 Source = Literal["synthetic", "jquants", "files"]
 
@@ -52,6 +52,13 @@ class SyntheticConfig:
     pead: float = 0.014
     volume_shock: float = 0.012
     vol_interaction: float = 0.014
+    low_risk: float = 0.01  # expected return falls with the stock's slow volatility level
+    # Right skew of the idiosyncratic shocks, growing with volatility (zero mean: not in the oracle):
+    # the weight of the skewed component is skew x (conditional vol / median long-run idio vol), <= 0.9.
+    skew: float = 0.5
+    # Lottery premium: expected daily return rises by lottery x (long-run idio vol - median): with skew,
+    # paid in the right tail, so volatile stocks' mean rises while their median falls (as on the TSE).
+    lottery: float = 0.05
     # Data faults planted into the bars with known answers (sources/synthetic_plants.py): this many missed
     # splits and as many bad prints, for checking the ingest guard. 0 = none (the market as simulated).
     plant_bad_moves: int = 0
@@ -194,6 +201,10 @@ class TrainConfig:
     validate_every_epoch: bool = False
     rank_temperature: float = 0.1  # soft-rank sigmoid temperature, in cross-sectional std units
     threads: int = 1  # torch/LightGBM CPU threads (1: folds train side by side on the local runner); 0 = all
+    # What every model fits (kabuflow.train.targets): rank = Gaussianised per-date rank of the raw label, z =
+    # per-date z-score, raw = the return itself. Evaluation always scores the raw label. rank by default:
+    # the metric is a rank correlation and real returns are right-skewed (docs/baselines.md).
+    target: Literal["rank", "z", "raw"] = "rank"
 
 
 @dataclass(frozen=True)
@@ -204,13 +215,27 @@ class LightGBMConfig:
     min_child_samples: int = 200
     feature_fraction: float = 0.8
     bagging_fraction: float = 0.8
-    early_stopping_rounds: int = 20
-    max_train_rows: int = 300_000  # seeded subsample of train stock-days (binning + rounds scale with it)
+    # l2 | l1 (quantile 0.5: the median) | lambdarank (per-date groups, relevance = lambdarank_bins
+    # per-date quantile bins of the target, linear gains).
+    objective: Literal["l2", "l1", "lambdarank"] = "l2"
+    lambdarank_bins: int = 10
+    # Early stopping on the validation mean daily RankIC (the metric the models are judged on, not the
+    # L2 of the target): stop after early_stopping_rounds rounds without a better one, but never keep
+    # fewer than min_rounds (validation RankIC on 120 days moves by +-0.01, and L2 stopping kept one tree
+    # at 10d and 20d on real data). 0 = off: all rounds.
+    early_stopping_rounds: int = 50
+    min_rounds: int = 50
+    # Cap on train stock-days, sampled by whole dates (seeded), so every kept date is a full cross-
+    # section as in evaluation; binning and rounds scale with it. 300k is ~1/12 of jpx-2463's train rows.
+    max_train_rows: int = 300_000
 
 
 @dataclass(frozen=True)
 class RidgeConfig:
-    alpha: float = 10.0
+    # Penalty per training row: alpha = penalty x n_rows (the features are ~unit variance, so X'X grows
+    # with n and an unscaled alpha vanishes on millions of rows). The one with the best validation mean
+    # daily RankIC is kept, per horizon.
+    penalties: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
 
 @dataclass(frozen=True)

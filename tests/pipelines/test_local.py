@@ -54,7 +54,14 @@ def test_run_leaves_the_contracted_outputs(run_dir):
     for name in ("metrics.json", "report.html", "predictions.parquet", "raw", "features", "panel", "graph"):
         assert (out / name).exists(), name
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["models"]) == {"atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d"}
+    assert set(metrics["models"]) == {
+        "atft",
+        "lightgbm",
+        "ridge",
+        "reversal_5d",
+        "momentum_60d",
+        "low_vol_60d",
+    }
     for model, by_h in metrics["models"].items():
         assert set(by_h) == {f"{h}d" for h in HORIZONS}, model
         for h, values in by_h.items():

@@ -23,6 +23,7 @@ from kabuflow.train import train_fold
 from kabuflow.train.checkpoint import FitState
 from kabuflow.train.days import DayData
 from kabuflow.train.loop import _end_epoch, fit_atft
+from kabuflow.train.targets import with_target
 
 TINY = [
     "model.hidden=16",
@@ -51,9 +52,11 @@ def _cfg(*extra: str) -> Config:
     return Config().with_overrides([*TINY, *extra])
 
 
-def _fold0(m: dict) -> tuple:
-    """(panel, fold 0's day indices, its DayData up to the last validation date) of a tiny market."""
-    panel, graph = load_panel(m["panel"]), load_graph(m["graph"])
+def _fold0(m: dict, cfg: Config) -> tuple:
+    """(panel, fold 0's day indices, its DayData up to the last validation date) of a tiny market, with
+    Y the target train-fold fits under cfg."""
+    panel = with_target(load_panel(m["panel"]), cfg.train.target, cfg.normalize.clip)
+    graph = load_graph(m["graph"])
     days = fold_days(read_fold(m["folds"], 0), panel.dates)
     return panel, days, DayData(panel, graph, int(days["val"][-1]), torch.device("cpu"))
 
@@ -99,6 +102,13 @@ def test_outputs_schema_and_coverage(trained, market):
     assert not (out / "checkpoint.pt").exists()
 
 
+def test_vsn_weights_are_written_per_feature(trained, market):
+    out, _ = trained
+    w = json.loads((out / "vsn_weights.json").read_text())
+    assert set(w) == set(load_panel(market["panel"]).feature_names)
+    assert sum(w.values()) == pytest.approx(1.0, abs=1e-5) and min(w.values()) > 0
+
+
 def test_model_file_loads_and_predicts_live(trained, market):
     out, _ = trained
     blob = torch.load(out / "model.pt", weights_only=True)
@@ -121,7 +131,7 @@ def test_resume_after_kill_gives_identical_weights(trained, market, tmp_path, ex
     """Kill after epoch 1 of 2, rerun train-fold in the same directory: same weights as uninterrupted
     (with early stopping's best weights, and with weight averaging: their state travels in the checkpoint)."""
     cfg = _cfg(*extra)
-    panel, days, data = _fold0(market)
+    panel, days, data = _fold0(market, cfg)
 
     out = tmp_path / "out"
     ckpt = partial_dir(out) / "checkpoint.pt"  # where train-fold keeps its checkpoints until it publishes
@@ -236,7 +246,7 @@ def test_ensemble_is_the_mean_of_its_members_and_resumes_inside_a_member(market,
     from kabuflow.train.fold import member_config
 
     cfg = _cfg("model.members=2", "train.seed=1")
-    panel, days, data = _fold0(market)
+    panel, days, data = _fold0(market, cfg)
 
     out, ckpts = tmp_path / "out", partial_dir(tmp_path / "out")
     fit_atft(member_config(cfg, 0), data, days, ckpts / "checkpoint.pt", fold=0)  # member 0 done
@@ -279,7 +289,7 @@ def test_lineage_is_checked_where_panel_graph_and_folds_meet(market, tmp_path):
         )
     assert not (tmp_path / "r").exists()
 
-    _, days, data = _fold0(other)
+    _, days, data = _fold0(other, _cfg())
 
     out = tmp_path / "atft"
     with pytest.raises(Killed):  # the other data's run, killed after epoch 1 of 2 in this directory

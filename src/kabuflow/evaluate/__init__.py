@@ -13,7 +13,17 @@ import polars as pl
 from kabuflow import manifest, telemetry
 from kabuflow.artifacts import atomic_write, read_json, write_json, write_parquet
 from kabuflow.config import Config, EvaluateConfig
-from kabuflow.evaluate import attribution, backtest, gate, lookahead, metrics, report, scorecard, stitch
+from kabuflow.evaluate import (
+    attribution,
+    backtest,
+    factors,
+    gate,
+    lookahead,
+    metrics,
+    report,
+    scorecard,
+    stitch,
+)
 from kabuflow.evaluate.gate import champion_uri, load_champion, promote
 from kabuflow.evaluate.report import summary_table
 from kabuflow.version import code_version
@@ -70,6 +80,7 @@ def evaluate(
             result["signal_attribution"] = signals
         result["data"] = _data(cfg, test, infos, [*data_dirs, *(p for p in (raw, features) if p)], disagree)
         result["variable_selection"] = stitch.read_vsn_weights(infos)
+        result["factor_share"] = factors.factor_share(result["models"], cfg.evaluate.gate_model)
         result["gate"] = _gate(cfg, _clean(result), tables.daily, infos, w.dir, w.final)
         result = _clean(result)
         _write(w.dir, result, frame, tables)

@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from kabuflow.evaluate import lookahead, plots
+from kabuflow.evaluate import factors, lookahead, plots
 from kabuflow.evaluate.attribution import ABOUT as ATTRIBUTION_ABOUT
 from kabuflow.evaluate.caveats import caveats
 from kabuflow.evaluate.metrics import DEFINITIONS, METRICS
@@ -147,6 +147,13 @@ def _attribution_html(metrics: dict[str, Any]) -> str:
     return f"<h2>Signal attribution</h2><p>{_e(ATTRIBUTION_ABOUT)}</p>" + _table(header, rows, classes)
 
 
+def _factor_html(metrics: dict[str, Any]) -> str:
+    if not metrics.get("factor_share"):
+        return ""
+    header, rows = factors.rows(metrics)
+    return f"<h2>Zero-parameter factors</h2><p>{_e(factors.ABOUT)}</p>" + _table(header, rows)
+
+
 def _ordered(per_model: dict[str, dict[str, Any]]) -> list[tuple[str, str, Any]]:
     """(model, horizon, value) of a {model: {"5d": value}} mapping, models then horizons in order."""
     return [(m, h, v) for m in sorted(per_model, key=model_rank) for h, v in _by_horizon(per_model[m])]
@@ -243,6 +250,7 @@ def render_html(
             "<h2>Promotion gate</h2>" + _gate_html(metrics.get("gate", {})),
             "<h2>Summary</h2>" + _table(header, rows, classes),
             _attribution_html(metrics),
+            _factor_html(metrics),
             _figures_html(metrics, daily, pnl, deciles),
             _tables_html(metrics),
             '<pre id="image-check" class="meta"></pre>',
@@ -271,6 +279,9 @@ def render_markdown(metrics: dict[str, Any]) -> str:
     if metrics.get("signal_attribution"):
         header, rows, _ = _attribution_rows(metrics)
         lines += ["", "## Signal attribution", "", ATTRIBUTION_ABOUT, "", *_md_table(header, rows)]
+    if metrics.get("factor_share"):
+        header, rows = factors.rows(metrics)
+        lines += ["", "## Zero-parameter factors", "", factors.ABOUT, "", *_md_table(header, rows)]
     return "\n".join(lines) + "\n"
 
 

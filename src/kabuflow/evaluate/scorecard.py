@@ -32,7 +32,7 @@ def horizon_of(key: str) -> int:
 
 def model_rank(model: str) -> tuple[int, str]:
     """Sort key: the pipeline's models in DESIGN.md order, then any others by name, the oracle last."""
-    known = ("atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d")
+    known = ("atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d", "low_vol_60d")
     if model == ORACLE:
         return (len(known) + 1, model)
     return (known.index(model), model) if model in known else (len(known), model)

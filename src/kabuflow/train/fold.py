@@ -1,4 +1,4 @@
-"""train-fold: one walk-forward fold x one model kind (atft | lightgbm | ridge | reversal_5d | momentum_60d)."""
+"""train-fold: one walk-forward fold x one model kind (atft | lightgbm | ridge | a zero-parameter factor)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ from kabuflow.normalize import Panel, as_panel
 from kabuflow.train.baselines import run_baseline
 from kabuflow.train.days import DayData, deterministic, resolve_device
 from kabuflow.train.loop import fit_atft
-from kabuflow.train.predictions import predict_days, prediction_table, split_metrics, val_rank_ic
+from kabuflow.train.predictions import predict_days, prediction_table, split_metrics, val_rank_ic, vsn_weights
+from kabuflow.train.targets import with_target
 from kabuflow.version import code_version
 
 MODELS: tuple[str, ...] = typing.get_args(ModelName)
@@ -127,6 +128,8 @@ def _train_atft(
         "fold": k,
     }
     atomic_write(out / "model.pt", lambda p: torch.save(blob, p))
+    # What the model reads, on the fold's test days: the report's variable-selection section.
+    write_json(out / "vsn_weights.json", vsn_weights(model, data, days["test"], panel.feature_names))
     for m in range(len(fits)):  # the run is complete; model.pt supersedes the checkpoints
         _checkpoint(out, m).unlink(missing_ok=True)
     return pl.concat(tables).sort("code", "date", "horizon"), info
@@ -167,7 +170,7 @@ def train_fold(
     rank0 = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes the output
     place = manifest.output(cfg, out, "train-fold", keep=("checkpoint*.pt",)) if rank0 else _scratch(cfg)
     with place as w:
-        p = as_panel(panel)
+        p = with_target(as_panel(panel), cfg.train.target, cfg.normalize.clip)  # Y = what every model fits
         check_lookback(cfg.model.lookback, len(p.dates))
         g = load_graph(graph) if isinstance(graph, str | Path) else graph
         # Lineage where the artifacts meet: panel, graph and folds must come from one normalize output.

@@ -19,6 +19,7 @@ from kabuflow.normalize import Panel, as_panel
 from kabuflow.redact import text as redact  # the one redaction every artifact and log line gets
 from kabuflow.train.days import DayData, deterministic, resolve_device
 from kabuflow.train.loop import fit_atft
+from kabuflow.train.targets import with_target
 
 
 def suggest(trial: optuna.Trial, cfg: Config) -> list[str]:
@@ -69,7 +70,7 @@ def run_hpo(
     storage = storage or f"sqlite:///{(out / 'optuna.db').resolve()}"
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
-    p = as_panel(panel)
+    p = with_target(as_panel(panel), cfg.train.target, cfg.normalize.clip)  # as train-fold fits
     k = cfg.hpo.fold
     days = fold_days(read_fold(folds, k), p.dates)
     first_test = min(fold_days(f, p.dates)["test"][0] for f in read_folds(folds))

@@ -111,6 +111,28 @@ def predict_days(
 
 
 @torch.no_grad()
+def vsn_weights(
+    model: ATFTGATFAN | Ensemble, data: DayData, days: np.ndarray, feature_names: list[str]
+) -> dict[str, float]:
+    """{feature: mean variable-selection weight} over every valid stock of `days`, largest first.
+
+    The VSN gates c * F inputs (the FAN split gives each feature c channels, concatenated channel-major);
+    a feature's weight is the sum of its channels', so the weights sum to 1 per stock-day.
+    """
+    model.eval()
+    total, count = torch.zeros(len(feature_names), dtype=torch.float64), 0
+    for t in days:
+        idx = data.stocks(int(t))
+        b = data.day(int(t), model.cfg.lookback, idx)
+        _, aux = model(b.x, b.edge_index, b.edge_attr)
+        w = aux["vsn_weights"].float()  # [n, c*F]
+        total += w.view(len(idx), -1, len(feature_names)).sum(1).sum(0).double().cpu()  # [F]
+        count += len(idx)
+    mean = (total / max(count, 1)).tolist()
+    return dict(sorted(zip(feature_names, mean, strict=True), key=lambda kv: -kv[1]))
+
+
+@torch.no_grad()
 def val_rank_ic(
     model: ATFTGATFAN | Ensemble,
     data: DayData,
