@@ -8,6 +8,8 @@ from pathlib import Path
 from kfp import compiler
 
 from kabuflow.config import Config, ConfigError
+from kabuflow.study import resolve_url
+from pipelines.hpo import build_hpo_pipeline
 from pipelines.pipeline import build_pipeline
 
 # An image the cluster can pin: name@sha256:<digest>, or a tag that is a git SHA (KFP caches on the
@@ -15,11 +17,24 @@ from pipelines.pipeline import build_pipeline
 IMAGE_REF = re.compile(r"^[\w.\-/:]+(@sha256:[0-9a-f]{64}|:[0-9a-f]{7,40})$")
 
 
-def compile_pipeline(cfg: Config, image: str, out: str | Path) -> Path:
-    """Write the pipeline YAML for `image`, which must be pinned by digest or git SHA."""
+def compile_pipeline(cfg: Config, image: str, out: str | Path, pipeline: str = "train") -> Path:
+    """Write the `pipeline` ("train" or "hpo") YAML for `image`, which must be pinned by digest or git SHA."""
     if not IMAGE_REF.match(image):
         raise ConfigError(f"image {image!r} must be pinned: name@sha256:<digest> or name:<git sha>")
+    if pipeline == "hpo":
+        check_cluster_storage(cfg)
+    build = {"train": build_pipeline, "hpo": build_hpo_pipeline}[pipeline]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(cfg, image), str(out))
+    compiler.Compiler().compile(build(cfg, image), str(out))
     return out
+
+
+def check_cluster_storage(cfg: Config) -> None:
+    """hpo workers in separate pods share a study only through a database server: not SQLite."""
+    url = resolve_url(cfg.hpo.storage, ".") if cfg.hpo.storage else ""
+    if not url.startswith("postgresql"):
+        raise ConfigError(
+            f"hpo.storage={cfg.hpo.storage!r}: the cluster's hpo workers share one study through "
+            "PostgreSQL, e.g. postgresql+psycopg://optuna@optuna-db.kabuflow.svc:5432/optuna"
+        )

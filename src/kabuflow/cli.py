@@ -16,6 +16,9 @@ from kabuflow.config import Config, load
 
 log = logging.getLogger("kabuflow")
 REMOTE = ("s3://", "gs://")
+# `--pipeline`: its name on the server (pipelineInfo.name) and the default compiled file.
+PIPELINES = {"train": "kabuflow", "hpo": "kabuflow-hpo"}
+PACKAGES = {"train": "pipeline.yaml", "hpo": "pipeline-hpo.yaml"}
 
 
 @contextlib.contextmanager
@@ -58,7 +61,12 @@ def cmd_run(args: argparse.Namespace) -> None:
     """Whole pipeline through the KFP local runner."""
     from pipelines.local import run_local
 
-    run_local(_config(args), Path(args.out))
+    cfg = _config(args)
+    if args.hpo:  # the best trial's settings, and its trial count for the deflated Sharpe
+        from kabuflow.hpo import apply_best, read_best
+
+        cfg = apply_best(cfg, read_best(args.hpo))
+    run_local(cfg, Path(args.out), pipeline=args.pipeline)
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:
@@ -121,9 +129,8 @@ def cmd_hpo(args: argparse.Namespace) -> None:
 
     cfg = _config(args)
     with local_input(args.panel) as panel, local_input(args.graph) as graph:
-        result = run_hpo(
-            cfg, panel, graph, args.folds, args.trials, args.storage or cfg.hpo.storage, args.out
-        )
+        storage = args.storage or cfg.hpo.storage
+        result = run_hpo(cfg, panel, graph, args.folds, args.trials, storage, args.out, worker=args.worker)
     print(json.dumps(result, indent=1, default=str))
 
 
@@ -131,7 +138,7 @@ def cmd_compile(args: argparse.Namespace) -> None:
     """Pipeline YAML for the cluster."""
     from pipelines.compile import compile_pipeline
 
-    path = compile_pipeline(_config(args), args.image, args.out)
+    path = compile_pipeline(_config(args), args.image, args.out or PACKAGES[args.pipeline], args.pipeline)
     print(f"compiled {path} (image {args.image})")
 
 
@@ -140,7 +147,11 @@ def cmd_submit(args: argparse.Namespace) -> None:
     from kabuflow.submit import submit
 
     result = submit(
-        host=args.host, package_path=args.package, experiment=args.experiment, recurring_cron=args.recurring
+        host=args.host,
+        package_path=args.package or PACKAGES[args.pipeline],
+        experiment=args.experiment,
+        recurring_cron=args.recurring,
+        pipeline=PIPELINES[args.pipeline],
     )
     print(result["url"])
 
@@ -183,7 +194,15 @@ def _parser() -> argparse.ArgumentParser:
         (("--end",), {}),
     ]
     req = {"required": True}
-    add("run", cmd_run, *src, (("--out",), {"default": "runs/local"}))
+    which = (("--pipeline",), {"choices": list(PIPELINES), "default": "train", "help": "train | hpo"})
+    add(
+        "run",
+        cmd_run,
+        *src,
+        (("--out",), {"default": "runs/local"}),
+        which,
+        (("--hpo",), {"metavar": "PATH|URI", "help": "hpo.json whose best settings and trial count to use"}),
+    )
     add("ingest", cmd_ingest, *src, (("--out",), req))
     add("features", _stage("kabuflow.features", "features", "raw"), (("--raw",), req), (("--out",), req))
     add(
@@ -218,17 +237,28 @@ def _parser() -> argparse.ArgumentParser:
         cmd_hpo,
         *trainer,
         (("--trials",), {"type": int, "required": True}),
-        (("--storage",), {"help": "optuna storage URL (sqlite:///..., postgresql://...)"}),
+        (
+            ("--storage",),
+            {"help": "sqlite:///... or postgresql://user@host/db (password: $KABUFLOW_HPO_DB_PASSWORD)"},
+        ),
+        (("--worker",), {"type": int, "default": 0, "help": "this worker's index: seeds its sampler apart"}),
         (("--out",), {"default": "runs/hpo"}),
     )
-    add("compile", cmd_compile, (("--image",), req), (("--out",), {"default": "pipeline.yaml"}))
+    add(
+        "compile",
+        cmd_compile,
+        (("--image",), req),
+        (("--out",), {"help": "default pipeline[-hpo].yaml"}),
+        which,
+    )
     add(
         "submit",
         cmd_submit,
         (("--host",), req),
         (("--experiment",), {"default": "kabuflow"}),
         (("--recurring",), {"metavar": "CRON", "help": "6-field KFP cron, e.g. '0 0 3 * * *'"}),
-        (("--package",), {"default": "pipeline.yaml"}),
+        (("--package",), {"help": "default pipeline[-hpo].yaml"}),
+        which,
     )
     add(
         "predict",
