@@ -7,6 +7,7 @@ import os
 import re
 import sqlite3
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -70,17 +71,22 @@ def open_storage(hpo: HPOConfig, url: str) -> optuna.storages.RDBStorage:
     deadline, delay = time.monotonic() + hpo.connect_deadline_seconds, 0.5
     while True:
         try:
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=kwargs,
-                heartbeat_interval=hpo.heartbeat_seconds,
-                grace_period=hpo.grace_seconds,
-                failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=hpo.max_retry),
-            )
+            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.8
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=hpo.max_retry)
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=kwargs,
+                    heartbeat_interval=hpo.heartbeat_seconds,
+                    grace_period=hpo.grace_seconds,
+                    heartbeat_stale_trial_callback=retry,
+                )
         except sqlalchemy.exc.OperationalError as err:
             if time.monotonic() + delay > deadline:
-                raise ConnectionError(f"hpo.storage {url}: unreachable: {str(err).splitlines()[0]}") from None
-            log.warning("hpo.storage %s unreachable, retrying in %.1f s", url, delay)
+                raise ConnectionError(
+                    f"hpo.storage {url}: cannot connect: {str(err).splitlines()[0]}"
+                ) from None
+            log.warning("hpo.storage %s: cannot connect, retrying in %.1f s", url, delay)
             time.sleep(delay)
             delay = min(2 * delay, 15.0)
 
