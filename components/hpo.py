@@ -18,7 +18,7 @@ def hpo_worker(
     import json
 
     from kabuflow.config import from_dict
-    from kabuflow.hpo import run_hpo
+    from kabuflow.train.hpo import run_hpo
 
     cfg = from_dict(json.loads(config))
     worker = int(worker)  # the local runner may hand whole numbers back as floats (kfp #11004)
@@ -43,7 +43,7 @@ def hpo_summary(
     import shutil
 
     from kabuflow.config import from_dict
-    from kabuflow.hpo_summary import hpo_summary as stage
+    from kabuflow.train.hpo_summary import hpo_summary as stage
 
     done = stage(from_dict(json.loads(config)), summary.path)
     shutil.copyfile(f"{summary.path}/report.html", report.path)

@@ -45,7 +45,7 @@ def train_fold_trainjob(
 
     from kabuflow import storage
     from kabuflow.config import from_dict
-    from kabuflow.trainjob import current_namespace, launch_trainjob, render_trainjob, trainjob_name
+    from pipelines.trainjob import current_namespace, launch_trainjob, render_trainjob, trainjob_name
 
     cfg = from_dict(json.loads(config))
     fold, model = int(spec["fold"]), str(spec["model"])

@@ -8,7 +8,7 @@ from pathlib import Path
 from kfp import compiler
 
 from kabuflow.config import Config, ConfigError
-from kabuflow.study import resolve_url
+from kabuflow.train.study import resolve_url
 from pipelines.hpo import build_hpo_pipeline
 from pipelines.pipeline import build_pipeline
 

@@ -7,7 +7,7 @@ from kfp.dsl import Dataset
 
 import components
 from kabuflow.config import Config
-from kabuflow.study import PASSWORD_ENV
+from kabuflow.train.study import PASSWORD_ENV
 from pipelines.pipeline import _cpu, _gpu, check_models, data_stages, train_and_gate
 
 

@@ -26,8 +26,8 @@ import torch
 from kabuflow.benchmarks.train import N_FEATURES, measure, random_market
 from kabuflow.config import load
 from kabuflow.model.atft_gat_fan import ATFTGATFAN, n_params
-from kabuflow.train_atft import fit_atft
-from kabuflow.train_data import DayData, deterministic
+from kabuflow.train.days import DayData, deterministic
+from kabuflow.train.loop import fit_atft
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -68,7 +68,7 @@ def fold_fit() -> dict:
     runs = []
     for _ in range(2):
         data = DayData(panel, graph, t_total - 1, torch.device("cuda"))
-        with tempfile.TemporaryDirectory() as tmp, deterministic(data.device):  # as train.py runs it
+        with tempfile.TemporaryDirectory() as tmp, deterministic(data.device):  # as train-fold runs it
             t0 = time.perf_counter()
             res = fit_atft(cfg, data, days, Path(tmp) / "ckpt.pt")
             wall = time.perf_counter() - t0

@@ -11,10 +11,10 @@ import pytest
 from tiny_market import make_market
 
 from kabuflow import schema
-from kabuflow.baselines import _fit_ridge, factor_feature
 from kabuflow.config import Config
 from kabuflow.normalize import load_panel
 from kabuflow.train import train_fold
+from kabuflow.train.baselines import _fit_ridge, factor_feature
 
 CFG = Config().with_overrides(
     ["lightgbm.min_child_samples=20", "lightgbm.n_estimators=60", "train.threads=1"]

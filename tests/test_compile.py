@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from kabuflow.config import ConfigError, load
-from kabuflow.trainjob import S3_SECRET_ENV
 from pipelines.compile import compile_pipeline
+from pipelines.trainjob import S3_SECRET_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden" / "pipeline_a100.yaml"

@@ -12,9 +12,11 @@ import torch.multiprocessing as mp
 from tiny_market import make_market
 
 from kabuflow.config import Config
+from kabuflow.folds import fold_days, read_fold
+from kabuflow.graph import load_graph
 from kabuflow.normalize import load_panel
-from kabuflow.train_atft import fit_atft
-from kabuflow.train_data import DayData, fold_days, load_graph, read_fold
+from kabuflow.train.days import DayData
+from kabuflow.train.loop import fit_atft
 
 TINY = [
     "model.hidden=16",

@@ -10,8 +10,8 @@ import pytest
 from tiny_market import make_market
 
 from kabuflow.config import Config
-from kabuflow.hpo import run_hpo
-from kabuflow.study import redact
+from kabuflow.train.hpo import run_hpo
+from kabuflow.train.study import redact
 
 TINY = [
     "model.hidden=16",

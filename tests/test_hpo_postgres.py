@@ -18,7 +18,7 @@ from test_hpo import TINY
 from tiny_market import make_market
 
 from kabuflow.config import ConfigError, HPOConfig
-from kabuflow.study import PASSWORD_ENV, load_study, resolve_url
+from kabuflow.train.study import PASSWORD_ENV, load_study, resolve_url
 
 # Heartbeats every second; a trial silent for 3 s belongs to a dead worker.
 FAST = [*TINY, "hpo.heartbeat_seconds=1", "hpo.grace_seconds=3"]

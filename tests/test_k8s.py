@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from kabuflow.trainjob import S3_SECRET_ENV
+from pipelines.trainjob import S3_SECRET_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERLAYS = ("minio", "gke")

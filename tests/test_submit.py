@@ -1,4 +1,4 @@
-"""kabuflow.submit against a local KFP v2beta1 API server (tests/kfp_server.py) through the real kfp.Client."""
+"""pipelines.submit against a local KFP v2beta1 API server (tests/kfp_server.py) through the real kfp.Client."""
 
 from pathlib import Path
 
@@ -10,7 +10,7 @@ from kfp_server import KFPServer
 
 from kabuflow.cli import main
 from kabuflow.config import ConfigError
-from kabuflow.submit import resolve_token, submit
+from pipelines.submit import resolve_token, submit
 
 SHA = "3f9c2b7e1d5a4c6b8e0f2a4c6e8b0d2f4a6c8e0b"
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.kabuflow-ci"

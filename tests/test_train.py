@@ -14,11 +14,13 @@ from torch import nn
 
 from kabuflow import schema
 from kabuflow.config import Config
+from kabuflow.folds import fold_days, read_fold
+from kabuflow.graph import load_graph
 from kabuflow.normalize import load_panel
+from kabuflow.predict import load_model, predict_dates
 from kabuflow.train import train_fold
-from kabuflow.train_atft import FitState, _end_epoch, fit_atft
-from kabuflow.train_data import DayData, fold_days, load_graph, read_fold
-from kabuflow.train_predict import load_model, predict_dates
+from kabuflow.train.days import DayData
+from kabuflow.train.loop import FitState, _end_epoch, fit_atft
 
 TINY = [
     "model.hidden=16",
@@ -218,7 +220,7 @@ def test_ensemble_is_the_mean_of_its_members_and_resumes_inside_a_member(market,
     """members=2 trains seeds 2s and 2s+1 one after another: its predictions are the mean of those two
     single models', model.pt loads as the ensemble, and a kill inside member 1 resumes there."""
     from kabuflow.model.atft_gat_fan import Ensemble
-    from kabuflow.train import member_config
+    from kabuflow.train.fold import member_config
 
     cfg = _cfg("model.members=2", "train.seed=1")
     panel, graph = load_panel(market["panel"]), load_graph(market["graph"])

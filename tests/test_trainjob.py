@@ -12,7 +12,7 @@ import yaml
 from kubernetes import client
 
 from kabuflow.config import ConfigError, load
-from kabuflow.trainjob import (
+from pipelines.trainjob import (
     S3_SECRET_ENV,
     TrainJobFailed,
     config_args,

@@ -63,7 +63,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     cfg = _config(args)
     if args.hpo:  # the best trial's settings, and its trial count for the deflated Sharpe
-        from kabuflow.hpo import apply_best, read_best
+        from kabuflow.train.hpo import apply_best, read_best
 
         cfg = apply_best(cfg, read_best(args.hpo))
     run_local(cfg, Path(args.out), pipeline=args.pipeline)
@@ -125,7 +125,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_hpo(args: argparse.Namespace) -> None:
     """Optuna study on validation RankIC."""
-    from kabuflow.hpo import run_hpo
+    from kabuflow.train.hpo import run_hpo
 
     cfg = _config(args)
     with local_input(args.panel) as panel, local_input(args.graph) as graph:
@@ -144,7 +144,7 @@ def cmd_compile(args: argparse.Namespace) -> None:
 
 def cmd_submit(args: argparse.Namespace) -> None:
     """Upload the compiled pipeline as a version and start a run (or a recurring run)."""
-    from kabuflow.submit import submit
+    from pipelines.submit import submit
 
     result = submit(
         host=args.host,

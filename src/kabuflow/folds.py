@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from kabuflow import telemetry
 from kabuflow.artifacts import read_json, stamp, write_json
 from kabuflow.config import Config, ConfigError, FoldsConfig
@@ -130,12 +132,34 @@ def write_folds(path: str | Path, folds: list[Fold], extra: dict[str, Any] | Non
     return write_json(path, {"folds": [f.to_dict() for f in folds], **(extra or {})})
 
 
-def read_folds(path: str | Path) -> list[Fold]:
-    """Folds from a file written by write_folds (or a bare JSON list), or from `path/folds.json`."""
-    path = Path(path)
+def read_folds(folds: str | Path | list[Fold] | list[dict[str, Any]]) -> list[Fold]:
+    """Folds from a file written by write_folds (or a bare JSON list), from `path/folds.json`, or from a
+    list of Fold objects or their dicts (the items a KFP ParallelFor hands over)."""
+    if not isinstance(folds, str | Path):
+        return [f if isinstance(f, Fold) else Fold.from_dict(f) for f in folds]
+    path = Path(folds)
     obj = read_json(path / "folds.json" if path.is_dir() else path)
     items = obj["folds"] if isinstance(obj, dict) else obj
     return [Fold.from_dict(d) for d in items]
+
+
+def read_fold(folds: str | Path | list[Fold] | list[dict[str, Any]], k: int) -> Fold:
+    """Fold k (see read_folds); an unknown k is an error listing the known ones."""
+    items = read_folds(folds)
+    match = [f for f in items if f.k == k]
+    if not match:
+        raise ValueError(f"fold {k} not in folds (have {[f.k for f in items]})")
+    return match[0]
+
+
+def fold_days(fold: Fold, dates: list[dt.date] | list[str]) -> dict[str, np.ndarray]:
+    """Panel time indices of the fold's train, val and test dates (each a sorted int64 array)."""
+    slices = fold_index(fold, dates)
+    out = {split: np.arange(sl.start, sl.stop, dtype=np.int64) for split, sl in slices.items()}
+    assert out["train"][-1] < out["val"][0] <= out["val"][-1] < out["test"][0], (
+        "fold splits out of time order"
+    )
+    return out
 
 
 def build_folds(cfg: Config, panel: str | Path, out: str | Path) -> list[Fold]:

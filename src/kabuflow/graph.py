@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -330,3 +331,42 @@ def graph(cfg: Config, panel: str | Path, out: str | Path) -> dict[str, Any]:
         write_json(out / "meta.json", meta)
         write_json(out / "manifest.json", meta)
     return meta
+
+
+@dataclass(frozen=True)
+class Graph:
+    """Per-date stock graph in CSR-by-date form (docs/architecture.md, graph)."""
+
+    edge_index: np.ndarray  # [2, E] int32, indices into the panel's code axis
+    edge_attr: np.ndarray  # [E, 3] float32: rho, same_sector, same_market
+    offsets: np.ndarray  # [T + 1] int64: edges of date t are offsets[t]:offsets[t+1]
+
+
+def load_graph(path: str | Path) -> Graph:
+    """Memory-map a graph directory; the CSR arrays are checked against each other."""
+    path = Path(path)
+    arrays = {}
+    for name in ("edge_index", "edge_attr", "offsets"):
+        file = path / f"{name}.npy"
+        if not file.exists():
+            raise FileNotFoundError(f"graph {path}: missing {file.name}")
+        arrays[name] = np.load(file, mmap_mode="r")
+    g = Graph(**arrays)
+    n_edges = g.edge_index.shape[1]
+    if g.edge_attr.shape != (n_edges, 3) or int(g.offsets[-1]) != n_edges:
+        raise ValueError(
+            f"graph {path}: edge_attr {g.edge_attr.shape} / offsets end {g.offsets[-1]} != E={n_edges}"
+        )
+    return g
+
+
+def as_graph(graph: Graph | str | Path | None, use_graph: bool = True) -> Graph | None:
+    """The graph (loaded, or read from a path) when the model uses one, else None; a model that needs a
+    graph and gets none is an error (it would silently train without neighbours)."""
+    if not use_graph:
+        return None
+    if graph is None:
+        raise ValueError(
+            "model.use_graph is on but no graph was given (pass --graph, or set model.use_graph=false)"
+        )
+    return graph if isinstance(graph, Graph) else load_graph(graph)

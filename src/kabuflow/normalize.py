@@ -81,6 +81,11 @@ def load_panel(path: str | Path) -> Panel:
     return Panel(path=path, meta=meta, **arrays)
 
 
+def as_panel(panel: Panel | str | Path) -> Panel:
+    """A loaded panel, or the panel at a path."""
+    return panel if isinstance(panel, Panel) else load_panel(panel)
+
+
 def _check_cfg(c: NormalizeConfig) -> None:
     if c.method not in ("robust_z", "rank_gauss"):
         raise ConfigError(f"normalize.method must be robust_z or rank_gauss, got {c.method!r}")

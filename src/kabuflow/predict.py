@@ -6,14 +6,20 @@ import datetime as dt
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
+import torch
 
 from kabuflow import calendar, storage
 from kabuflow.artifacts import write_parquet
 from kabuflow.config import Config
-from kabuflow.normalize import load_panel
+from kabuflow.graph import Graph, as_graph
+from kabuflow.model.atft_gat_fan import ATFTGATFAN, Ensemble, build_model, model_config_from_dict
+from kabuflow.normalize import Panel, as_panel, load_panel
+from kabuflow.train.days import DayData
+from kabuflow.train.predictions import predict_days, prediction_table
 
 # A day is complete when at least this share of the stocks traded over the previous 20 sessions has
 # features on it; a half-loaded day would rank a biased subset of the market.
@@ -93,8 +99,6 @@ def rank_table(preds: pl.DataFrame, names: pl.DataFrame, by: str) -> pl.DataFram
 
 def predict(cfg: Config, model_uri: str, date: str, out: str = "", run: str = "runs/local") -> pl.DataFrame:
     """Score every stock on session `date` with the model at `model_uri`, using the panel/graph/raw of `run`."""
-    from kabuflow.train_predict import load_model, predict_dates
-
     day = dt.date.fromisoformat(date)
     run_dir = Path(run)
     for part in ("panel", "graph", "raw"):
@@ -109,3 +113,53 @@ def predict(cfg: Config, model_uri: str, date: str, out: str = "", run: str = "r
     target = Path(out) if out else run_dir / "predict"
     write_parquet(target / f"ranking_{day.isoformat()}.parquet", table)
     return table
+
+
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[ATFTGATFAN | Ensemble, dict[str, Any]]:
+    """Rebuild an ATFT model from model.pt (or the directory holding it); returns (model in eval mode, meta).
+
+    meta is everything in the file but the weights: config, model_config, feature_names, horizons,
+    code_version, fold. Loaded with weights_only=True: the file holds tensors and plain data only.
+    """
+    path = Path(path)
+    path = path / "model.pt" if path.is_dir() else path
+    blob = torch.load(path, map_location=device, weights_only=True)
+    model = build_model(
+        model_config_from_dict(blob["model_config"]), len(blob["feature_names"]), len(blob["horizons"])
+    )
+    model.load_state_dict(blob["state_dict"])
+    model.to(device).eval()
+    return model, {k: v for k, v in blob.items() if k != "state_dict"}
+
+
+def predict_dates(
+    model_dir: str | Path,
+    panel: Panel | str | Path,
+    graph: Graph | str | Path | None,
+    dates: list[dt.date | str],
+    device: str = "cpu",
+) -> pl.DataFrame:
+    """Score every valid stock on each of `dates` with a trained ATFT model: schema.PREDICTIONS, split="live".
+
+    Uses the panel up to each date only (the model sees X[t-L+1..t] and day t's graph); labels are null.
+    The panel's features must be the ones the model was trained on, in the same order.
+    """
+    model, meta = load_model(model_dir, device)
+    p = as_panel(panel)
+    if p.feature_names != list(meta["feature_names"]):
+        raise ValueError(
+            f"panel features differ from the model's ({len(p.feature_names)} vs {len(meta['feature_names'])})"
+        )
+    index = {d: i for i, d in enumerate(p.meta["dates"])}
+    iso = [d.isoformat() if isinstance(d, dt.date) else str(d) for d in dates]
+    missing = [d for d in iso if d not in index]
+    if missing:
+        raise ValueError(f"dates not in the panel: {missing[:5]} (panel ends {p.meta['dates'][-1]})")
+    days = np.array(sorted(index[d] for d in iso), dtype=np.int64)
+    g = as_graph(graph, model.cfg.use_graph)
+    data = DayData(p, g, int(days.max()), torch.device(device))
+    rows = predict_days(model, data, days)
+    fold = int(meta.get("fold", -1))
+    return prediction_table(p, "atft", fold, "live", rows, tuple(model.cfg.quantiles), with_labels=False)

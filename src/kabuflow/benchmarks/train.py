@@ -12,12 +12,13 @@ import numpy as np
 import torch
 
 from kabuflow.config import Config, load
+from kabuflow.graph import Graph
 from kabuflow.model.atft_gat_fan import ATFTGATFAN, n_params
 from kabuflow.model.losses import horizon_weights
 from kabuflow.normalize import Panel
-from kabuflow.train_atft import lr_schedule, train_epoch
-from kabuflow.train_data import DayData, Graph
-from kabuflow.train_predict import val_rank_ic
+from kabuflow.train.days import DayData
+from kabuflow.train.loop import lr_schedule, train_epoch
+from kabuflow.train.predictions import val_rank_ic
 
 N_FEATURES = 100  # the synthetic market's order of magnitude
 EDGES_PER_NODE = 20

@@ -86,22 +86,6 @@ class Tables:
     deciles: pl.DataFrame
 
 
-def for_kfp(
-    config_json: str, raw: str, dirs: list[str], out: str, report_path: str, summary_path: str
-) -> tuple[dict[str, float], bool]:
-    """What the KFP evaluate components do: run the stage, copy the report and the Markdown summary to
-    their output artifacts, and return (headline metrics to log, the gate's promote decision)."""
-    import json
-
-    from kabuflow.config import from_dict
-
-    manifest = evaluate(from_dict(json.loads(config_json)), dirs, out, raw=raw)
-    shutil.copyfile(Path(out) / "report.html", report_path)
-    shutil.copyfile(Path(out) / "report.md", summary_path)
-    decision = bool(read_json(Path(out) / "gate.json")["promote"])
-    return {k: float(v) for k, v in manifest.get("headline", {}).items()}, decision
-
-
 def _score(ev: EvaluateConfig, frame: pl.DataFrame, disagree: int) -> tuple[dict[str, Any], Tables]:
     """Every number of metrics.json except data and gate, and the frames they come from."""
     tables = Tables(

@@ -14,7 +14,7 @@ import torch
 from kabuflow.artifacts import atomic_write, write_json
 from kabuflow.config import Config
 from kabuflow.normalize import Panel
-from kabuflow.train_predict import prediction_table
+from kabuflow.train.predictions import prediction_table
 
 BASELINES = ("lightgbm", "ridge", "reversal_5d", "momentum_60d")
 # factor -> (feature it reads, sign of the score, window it should have)

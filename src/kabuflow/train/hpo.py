@@ -12,22 +12,14 @@ import numpy as np
 import optuna
 import torch
 
-from kabuflow import study as studies
 from kabuflow.artifacts import stamp, write_json
 from kabuflow.config import Config, SearchDim, field_type
-from kabuflow.normalize import Panel
-from kabuflow.train_atft import fit_atft
-from kabuflow.train_data import (
-    DayData,
-    Graph,
-    as_graph,
-    as_panel,
-    deterministic,
-    fold_days,
-    read_fold,
-    read_folds,
-    resolve_device,
-)
+from kabuflow.folds import Fold, fold_days, read_fold, read_folds
+from kabuflow.graph import Graph, as_graph
+from kabuflow.normalize import Panel, as_panel
+from kabuflow.train import study as studies
+from kabuflow.train.days import DayData, deterministic, resolve_device
+from kabuflow.train.loop import fit_atft
 
 METRIC = "validation RankIC (horizon-weighted mean of daily Spearman)"
 
@@ -64,7 +56,7 @@ def run_hpo(
     cfg: Config,
     panel: Panel | str | Path,
     graph: Graph | str | Path | None,
-    folds: str | Path | list[dict[str, Any]],
+    folds: str | Path | list[Fold] | list[dict[str, Any]],
     trials: int,
     storage: str,
     out: str | Path,

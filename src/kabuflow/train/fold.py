@@ -15,23 +15,16 @@ import torch.distributed as dist
 
 from kabuflow import telemetry
 from kabuflow.artifacts import atomic_write, stamp, write_json, write_parquet
-from kabuflow.baselines import run_baseline
 from kabuflow.config import Config, code_version
+from kabuflow.folds import Fold, fold_days, read_fold
+from kabuflow.graph import Graph, as_graph
 from kabuflow.model.atft_gat_fan import Ensemble, model_config_to_dict, n_params
 from kabuflow.model.losses import horizon_weights
-from kabuflow.normalize import Panel
-from kabuflow.train_atft import fit_atft
-from kabuflow.train_data import (
-    DayData,
-    Graph,
-    as_graph,
-    as_panel,
-    deterministic,
-    fold_days,
-    read_fold,
-    resolve_device,
-)
-from kabuflow.train_predict import predict_days, prediction_table, split_metrics, val_rank_ic
+from kabuflow.normalize import Panel, as_panel
+from kabuflow.train.baselines import run_baseline
+from kabuflow.train.days import DayData, deterministic, resolve_device
+from kabuflow.train.loop import fit_atft
+from kabuflow.train.predictions import predict_days, prediction_table, split_metrics, val_rank_ic
 
 MODELS = ("atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d")
 CHECKPOINT = "checkpoint.pt"
@@ -149,7 +142,7 @@ def train_fold(
     cfg: Config,
     panel: Panel | str | Path,
     graph: Graph | str | Path | None,
-    folds: str | Path | list[dict[str, Any]],
+    folds: str | Path | list[Fold] | list[dict[str, Any]],
     k: int,
     model: str,
     out: str | Path,
@@ -185,7 +178,12 @@ def train_fold(
     write_json(out / "history.json", history)
     write_json(out / "metrics.json", metrics)
     manifest = stamp(
-        cfg, stage="train-fold", model=model, fold=fold, metrics=_flat_metrics(nested), rows=pred.height
+        cfg,
+        stage="train-fold",
+        model=model,
+        fold=fold.to_dict(),
+        metrics=_flat_metrics(nested),
+        rows=pred.height,
     )
     write_json(out / "manifest.json", manifest)
     return manifest

@@ -11,12 +11,12 @@ from typing import Any
 import optuna
 import polars as pl
 
-from kabuflow import study as studies
 from kabuflow.artifacts import atomic_write, stamp, write_json
 from kabuflow.config import Config, ConfigError
 from kabuflow.evaluate.plots import to_png
 from kabuflow.evaluate.report import CSS, _md_table, _table
-from kabuflow.hpo import apply_best, summarise
+from kabuflow.train import study as studies
+from kabuflow.train.hpo import apply_best, summarise
 
 OUTPUTS = ("hpo.json", "trials.csv", "report.html", "summary.md", "best_config.json")
 

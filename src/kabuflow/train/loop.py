@@ -26,8 +26,8 @@ from kabuflow.model.losses import (
     masked_standardize,
     sharpe_loss,
 )
-from kabuflow.train_data import DayData, day_seed
-from kabuflow.train_predict import val_rank_ic
+from kabuflow.train.days import DayData, day_seed
+from kabuflow.train.predictions import val_rank_ic
 
 EpochHook = Callable[[int, float], None]
 

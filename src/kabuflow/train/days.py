@@ -1,94 +1,19 @@
-"""Training inputs: the panel and graph as device tensors, fold date splits, and one-day batches sliced on device."""
+"""Training inputs: the panel and graph as device tensors and one-day batches sliced on device."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import datetime as dt
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from kabuflow import folds as folds_mod
-from kabuflow.normalize import Panel, load_panel
-
-
-@dataclass(frozen=True)
-class Graph:
-    """Per-date stock graph in CSR-by-date form (docs/architecture.md, graph)."""
-
-    edge_index: np.ndarray  # [2, E] int32, indices into the panel's code axis
-    edge_attr: np.ndarray  # [E, 3] float32: rho, same_sector, same_market
-    offsets: np.ndarray  # [T + 1] int64: edges of date t are offsets[t]:offsets[t+1]
-
-
-def load_graph(path: str | Path) -> Graph:
-    """Memory-map a graph directory; the CSR arrays are checked against each other."""
-    path = Path(path)
-    arrays = {}
-    for name in ("edge_index", "edge_attr", "offsets"):
-        file = path / f"{name}.npy"
-        if not file.exists():
-            raise FileNotFoundError(f"graph {path}: missing {file.name}")
-        arrays[name] = np.load(file, mmap_mode="r")
-    g = Graph(**arrays)
-    n_edges = g.edge_index.shape[1]
-    if g.edge_attr.shape != (n_edges, 3) or int(g.offsets[-1]) != n_edges:
-        raise ValueError(
-            f"graph {path}: edge_attr {g.edge_attr.shape} / offsets end {g.offsets[-1]} != E={n_edges}"
-        )
-    return g
-
-
-def as_panel(panel: Panel | str | Path) -> Panel:
-    """A loaded panel, or the panel at a path."""
-    return panel if isinstance(panel, Panel) else load_panel(panel)
-
-
-def as_graph(graph: Graph | str | Path | None, use_graph: bool = True) -> Graph | None:
-    """The graph (loaded, or read from a path) when the model uses one, else None; a model that needs a
-    graph and gets none is an error (it would silently train without neighbours)."""
-    if not use_graph:
-        return None
-    if graph is None:
-        raise ValueError(
-            "model.use_graph is on but no graph was given (pass --graph, or set model.use_graph=false)"
-        )
-    return graph if isinstance(graph, Graph) else load_graph(graph)
-
-
-def read_folds(folds: str | Path | list[Any]) -> list[dict[str, Any]]:
-    """Every fold as a dict with ISO dates (k, train_start ... test_end): from the folds file (or the
-    directory holding folds.json), or from a list of Fold objects / dicts."""
-    items = folds_mod.read_folds(folds) if isinstance(folds, str | Path) else folds
-    return [
-        f.to_dict() if isinstance(f, folds_mod.Fold) else folds_mod.Fold.from_dict(f).to_dict() for f in items
-    ]
-
-
-def read_fold(folds: str | Path | list[Any], k: int) -> dict[str, Any]:
-    """Fold k (see read_folds); an unknown k is an error listing the known ones."""
-    items = read_folds(folds)
-    match = [f for f in items if int(f["k"]) == k]
-    if not match:
-        raise ValueError(f"fold {k} not in folds (have {[int(f['k']) for f in items]})")
-    return match[0]
-
-
-def fold_days(fold: dict[str, Any], dates: list[dt.date]) -> dict[str, np.ndarray]:
-    """Panel time indices of the fold's train, val and test dates (each a sorted int64 array)."""
-    slices = folds_mod.fold_index(folds_mod.Fold.from_dict(fold), dates)
-    out = {split: np.arange(sl.start, sl.stop, dtype=np.int64) for split, sl in slices.items()}
-    assert out["train"][-1] < out["val"][0] <= out["val"][-1] < out["test"][0], (
-        "fold splits out of time order"
-    )
-    return out
+from kabuflow.graph import Graph
+from kabuflow.normalize import Panel
 
 
 @dataclass
