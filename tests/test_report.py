@@ -147,3 +147,13 @@ def test_report_without_oracle_or_weights():
     page = report.render_html(met, daily, pnl, dec)
     assert "No variable-selection weights were provided." in page
     assert "No leakage alarms" in page and page.count("<img ") == 3
+
+
+def test_more_hpo_trials_deflate_the_sharpe_more():
+    """The deflated Sharpe is a PSR against the expected best of hpo_trials × models zero-skill trials."""
+    daily, pnl, _ = frames()
+    dsr = {k: scorecard.build(daily, pnl, hpo_trials=k)["atft"]["5d"] for k in (1, 20)}
+    models = len([m for m in scorecard.build(daily, pnl, 1) if m != "oracle"])
+    assert dsr[1]["dsr_trials"] == models and dsr[20]["dsr_trials"] == 20 * models
+    assert dsr[20]["dsr_sr0_daily"] > dsr[1]["dsr_sr0_daily"] and dsr[20]["dsr"] < dsr[1]["dsr"]
+    assert scorecard.dsr_trials(0, 3) == 3  # no search counts as one configuration
