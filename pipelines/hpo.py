@@ -3,7 +3,7 @@
 import json
 
 from kfp import dsl, kubernetes
-from kfp.dsl import Dataset
+from kfp.dsl import Artifact, Dataset
 
 import components
 from kabuflow.config import Config
@@ -19,6 +19,13 @@ def build_hpo_pipeline(cfg: Config, image: str) -> dsl.graph_component.GraphComp
     op = components.load(image)
     p, h = cfg.pipeline, cfg.hpo
 
+    # The training DAG as a sub-pipeline whose config is its own input: KFP's local runner hands a
+    # ParallelFor the loop item in place of a parameter produced by an upstream task.
+    @dsl.pipeline(name="train-with-best", description="the training DAG with the best trial's settings")
+    def train(config: str, raw: Dataset, panel: Dataset, graph: Dataset, folds: Artifact) -> Dataset:
+        inputs = {"panel": panel, "graph": graph, "folds": folds}
+        return train_and_gate(op, cfg, image, config, raw, inputs).outputs["evaluation"]
+
     @dsl.pipeline(name="kabuflow-hpo", description="Optuna search over ATFT-GAT-FAN settings, many workers")
     def kabuflow_hpo(config: str = json.dumps(cfg.to_dict(), sort_keys=True)) -> Dataset:
         raw, inputs = data_stages(op, cfg, config)
@@ -30,7 +37,7 @@ def build_hpo_pipeline(cfg: Config, image: str) -> dsl.graph_component.GraphComp
             _cpu(op["hpo_summary"](config=config, workers=dsl.Collected(work.outputs["result"])), p), p
         )
         if h.then_train:  # the same panel, graph and folds: the study tuned model and train settings only
-            train_and_gate(op, cfg, image, summary.outputs["Output"], raw, inputs)
+            train(config=summary.outputs["Output"], raw=raw.outputs["raw"], **inputs)
         return summary.outputs["summary"]
 
     return kabuflow_hpo

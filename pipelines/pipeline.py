@@ -17,7 +17,7 @@ def build_pipeline(cfg: Config, image: str) -> dsl.graph_component.GraphComponen
     @dsl.pipeline(name="kabuflow", description="ATFT-GAT-FAN walk-forward training on J-Quants data")
     def kabuflow(config: str = json.dumps(cfg.to_dict(), sort_keys=True)) -> Dataset:
         raw, inputs = data_stages(op, cfg, config)
-        return train_and_gate(op, cfg, image, config, raw, inputs).outputs["evaluation"]
+        return train_and_gate(op, cfg, image, config, raw.outputs["raw"], inputs).outputs["evaluation"]
 
     return kabuflow
 
@@ -28,7 +28,7 @@ def check_models(cfg: Config) -> None:
         raise ConfigError("pipeline.models must include 'atft' (the model the gate promotes)")
 
 
-def data_stages(op: dict, cfg: Config, config: str) -> tuple[dsl.PipelineTask, dict]:
+def data_stages(op: dict, cfg: Config, config: object) -> tuple[dsl.PipelineTask, dict]:
     """ingest → features → normalize → graph, folds: the ingest task and the training inputs."""
     p = cfg.pipeline
     raw = _cpu(op["ingest"](config=config), p).set_caching_options(False)
@@ -47,10 +47,10 @@ def data_stages(op: dict, cfg: Config, config: str) -> tuple[dsl.PipelineTask, d
 
 
 def train_and_gate(
-    op: dict, cfg: Config, image: str, config: object, raw: dsl.PipelineTask, inputs: dict
+    op: dict, cfg: Config, image: str, config: object, raw: object, inputs: dict
 ) -> dsl.PipelineTask:
     """ParallelFor(fold × model) → evaluate → If(gate) promote; returns the evaluate task. `config` is
-    the run's config parameter (or, after HPO, the summary's best config); `cfg` fixes the DAG's shape."""
+    the config parameter, `raw` the ingest artifact; `cfg` fixes the DAG's shape."""
     p = cfg.pipeline
     atft_items = [{"fold": k, "model": "atft"} for k in range(cfg.folds.n_folds)]
     baseline_items = [
@@ -66,7 +66,7 @@ def train_and_gate(
             base = _cpu(op["train_fold"](config=config, spec=item, **inputs), p)
         ev = op["evaluate"](
             config=config,
-            raw=raw.outputs["raw"],
+            raw=raw,
             atft=dsl.Collected(deep.outputs["result"]),
             baselines=dsl.Collected(base.outputs["result"]),
         )
@@ -76,9 +76,7 @@ def train_and_gate(
         # 2 cores the third ATFT fold trained alone for ~3 minutes while the baselines waited.
         with dsl.ParallelFor(atft_items + baseline_items, parallelism=p.parallelism, name="folds") as item:
             fold = _gpu(op["train_fold"](config=config, spec=item, **inputs), p)
-        ev = op["evaluate_all"](
-            config=config, raw=raw.outputs["raw"], predictions=dsl.Collected(fold.outputs["result"])
-        )
+        ev = op["evaluate_all"](config=config, raw=raw, predictions=dsl.Collected(fold.outputs["result"]))
     ev = _cpu(ev, p)
     with dsl.If(ev.outputs["Output"] == True, name="gate"):  # noqa: E712 - KFP condition, not Python
         _cpu(op["promote"](evaluation=ev.outputs["evaluation"]), p)

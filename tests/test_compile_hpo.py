@@ -97,14 +97,11 @@ def test_then_train_adds_the_training_dag_fed_by_the_best_config(tmp_path):
     found = tasks(spec)
     (fold,) = [t for t in found.values() if t["_executor"] == "exec-train-fold"]
     assert loop_models(fold["_loop"]) == {"atft"}  # baselines train on CPU in their own loop
-    channel = fold["inputs"]["parameters"]["config"]["componentInputParameter"]
-    assert fold["_loop"]["inputs"]["parameters"][channel]["taskOutputParameter"] == {
+    train = found["train-with-best"]  # the training DAG as a sub-pipeline, config from the summary
+    assert train["inputs"]["parameters"]["config"]["taskOutputParameter"] == {
         "outputParameterKey": "Output",
         "producerTask": "hpo-summary",
     }
-    assert found["evaluate"]["inputs"]["parameters"]["config"]["taskOutputParameter"] == {
-        "outputParameterKey": "Output",
-        "producerTask": "hpo-summary",
-    }
+    assert set(train["inputs"]["artifacts"]) == {"raw", "panel", "graph", "folds"}
     assert _gpu_executors(spec) == {"exec-hpo-worker", "exec-train-fold"}
-    assert "promote" in found
+    assert {"evaluate", "promote"} <= set(found)

@@ -461,6 +461,12 @@ def from_dict(tree: dict[str, Any]) -> Config:
     return _build(Config, tree, "")
 
 
+def from_json(config: str | dict[str, Any]) -> Config:
+    """A Config from a component's `config` parameter: JSON text, or the dict KFP's local runner makes
+    of JSON text that one task returns and a loop passes on (the hpo pipeline's best config)."""
+    return from_dict(config if isinstance(config, dict) else json.loads(config))
+
+
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in top.items():

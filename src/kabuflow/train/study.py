@@ -81,7 +81,9 @@ def open_storage(hpo: HPOConfig, url: str) -> optuna.storages.RDBStorage:
                     grace_period=hpo.grace_seconds,
                     heartbeat_stale_trial_callback=retry,
                 )
-        except sqlalchemy.exc.OperationalError as err:
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as err:
+            # IntegrityError: workers that start together on an empty database race to create the
+            # schema; the loser's next attempt finds it made.
             if time.monotonic() + delay > deadline:
                 raise ConnectionError(
                     f"hpo.storage {url}: cannot connect: {str(err).splitlines()[0]}"
