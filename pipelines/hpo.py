@@ -8,7 +8,7 @@ from kfp.dsl import Artifact, Dataset
 import components
 from kabuflow.config import Config
 from kabuflow.train.study import PASSWORD_ENV
-from pipelines.pipeline import _cpu, _gpu, check_models, data_stages, train_and_gate
+from pipelines.pipeline import _cpu, _train_task, check_models, data_stages, train_and_gate
 
 
 def build_hpo_pipeline(cfg: Config, image: str) -> dsl.graph_component.GraphComponent:
@@ -32,7 +32,7 @@ def build_hpo_pipeline(cfg: Config, image: str) -> dsl.graph_component.GraphComp
         # Every worker runs hpo.trials trials of the one study at hpo.storage; a preempted worker is
         # retried by KFP, and its RUNNING trial is failed and enqueued again by whichever worker beats next.
         with dsl.ParallelFor(list(range(h.workers)), parallelism=h.workers, name="hpo-workers") as worker:
-            work = _database(_gpu(op["hpo_worker"](config=config, worker=worker, **inputs), p), p)
+            work = _database(_train_task(op["hpo_worker"](config=config, worker=worker, **inputs), p), p)
         summary = _database(
             _cpu(op["hpo_summary"](config=config, workers=dsl.Collected(work.outputs["result"])), p), p
         )

@@ -61,7 +61,7 @@ def train_and_gate(
             if p.trainjob_nodes > 0:  # multi-node DDP: this task only launches and watches a TrainJob
                 deep = _cpu(op["train_fold_trainjob"](config=config, image=image, spec=item, **inputs), p)
             else:
-                deep = _gpu(op["train_fold"](config=config, spec=item, **inputs), p)
+                deep = _train_task(op["train_fold"](config=config, spec=item, **inputs), p)
         with dsl.ParallelFor(baseline_items, parallelism=p.parallelism, name="baseline-folds") as item:
             base = _cpu(op["train_fold"](config=config, spec=item, **inputs), p)
         ev = op["evaluate"](
@@ -75,7 +75,7 @@ def train_and_gate(
         # ATFT folds leave idle. The local runner runs two loops one after the other: with 3 folds on
         # 2 cores the third ATFT fold trained alone for ~3 minutes while the baselines waited.
         with dsl.ParallelFor(atft_items + baseline_items, parallelism=p.parallelism, name="folds") as item:
-            fold = _gpu(op["train_fold"](config=config, spec=item, **inputs), p)
+            fold = _train_task(op["train_fold"](config=config, spec=item, **inputs), p)
         ev = op["evaluate_all"](config=config, raw=raw, predictions=dsl.Collected(fold.outputs["result"]))
     ev = _cpu(ev, p)
     with dsl.If(ev.outputs["Output"] == True, name="gate"):  # noqa: E712 - KFP condition, not Python
@@ -110,8 +110,10 @@ def _cpu(task: dsl.PipelineTask, p: object) -> dsl.PipelineTask:
     return _common(task, p)
 
 
-def _gpu(task: dsl.PipelineTask, p: object) -> dsl.PipelineTask:
-    """The one helper that asks for a GPU: one A100 per training task when the profile says so."""
+def _train_task(task: dsl.PipelineTask, p: object) -> dsl.PipelineTask:
+    """A training task (train-fold, hpo-worker): the training requests and limits, and (the one place
+    that asks for a GPU) one A100 when the profile says pipeline.gpu; a CPU-only profile's get the same
+    CPU and memory."""
     task.set_cpu_request(p.train_cpu_request).set_cpu_limit(p.train_cpu_limit)
     task.set_memory_request(p.train_memory_request).set_memory_limit(p.train_memory_limit)
     if p.gpu:

@@ -11,7 +11,8 @@ from typing import Any
 
 import yaml
 
-from kabuflow.config import ConfigError, code_version
+from kabuflow.config import ConfigError
+from kabuflow.version import code_version
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,6 @@ S3_SECRET_ENV = {
     "secret-key": "AWS_SECRET_ACCESS_KEY",
     "endpoint": "AWS_ENDPOINT_URL",
 }
-OVERRIDE_FIELDS = ("podSpecOverrides", "podTemplateOverrides")
 NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
@@ -84,10 +83,6 @@ def render_trainjob(
     p = cfg.pipeline
     if p.trainjob_nodes < 1:
         raise ConfigError("pipeline.trainjob_nodes must be >= 1 to render a TrainJob")
-    if p.trainjob_overrides not in OVERRIDE_FIELDS:
-        raise ConfigError(
-            f"pipeline.trainjob_overrides must be one of {OVERRIDE_FIELDS}, got {p.trainjob_overrides!r}"
-        )
     if not DNS_LABEL.match(name) or len(name) > 63:
         raise ConfigError(f"TrainJob name {name!r} is not an RFC 1035 label of at most 63 characters")
     stage_args = ["--panel", panel_uri, "--graph", graph_uri, "--folds", folds_uri]

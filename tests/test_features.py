@@ -209,7 +209,8 @@ def test_pandas_reference_agrees(tmp_path):
     """The benchmark's pandas reference computes the same numbers as the stage."""
     import pandas as pd
 
-    from kabuflow.benchmarks.features import compare, pandas_features
+    from kabuflow.benchmarks.features import compare
+    from kabuflow.benchmarks.features_pandas import pandas_features
     from kabuflow.features import _calendar
 
     m = random_market(n_codes=4, n_sessions=260, seed=5)

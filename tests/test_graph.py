@@ -301,8 +301,6 @@ def test_every_k_sessions_keeps_the_last_pairs_among_todays_stocks(tmp_path):
 
 
 def test_config_errors_name_the_key(tmp_path):
-    with pytest.raises(ConfigError, match="graph.residual"):
-        graph(_cfg(residual="sectors"), _panel(tmp_path / "p", KNOWN), tmp_path / "g")
     with pytest.raises(ConfigError, match="graph.every"):
         graph(_cfg(every=0), _panel(tmp_path / "p", KNOWN), tmp_path / "g")
     with pytest.raises(ConfigError, match="graph.min_obs"):

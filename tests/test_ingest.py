@@ -11,7 +11,6 @@ import pytest
 from test_files import BARS_CSV, cfg_for, make_dir
 
 from kabuflow import schema, telemetry
-from kabuflow.config import ConfigError
 from kabuflow.ingest import ingest
 from kabuflow.schema import SchemaError
 
@@ -72,11 +71,6 @@ def test_failed_ingest_leaves_no_manifest(tmp_path):
     assert not list(out.glob("*.tmp"))
 
 
-def test_unknown_source_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="data.source='yahoo'"):
-        ingest(cfg_for(tmp_path, "data.source=yahoo"), tmp_path / "out")
-
-
 def test_rows_up_to_d_do_not_move_when_later_data_changes(tmp_path):
     """Leakage: perturbing (and adding) rows after D leaves every written row dated <= D unchanged."""
     cut = dt.date(2024, 1, 5)
@@ -93,3 +87,12 @@ def test_rows_up_to_d_do_not_move_when_later_data_changes(tmp_path):
             for o in ("out_a", "out_b")
         )
         assert a.equals(b), name
+
+
+def test_every_source_the_config_allows_has_a_module():
+    import typing
+
+    from kabuflow.config import Source
+    from kabuflow.ingest import SOURCES
+
+    assert set(SOURCES) == set(typing.get_args(Source)) == {"synthetic", "jquants", "files"}

@@ -205,8 +205,8 @@ def test_leakage_rows_after_d_do_not_move_x_at_or_before_d(tmp_path, panel):
 
 def test_errors_name_the_problem(tmp_path):
     features = _write(tmp_path / "f", _rows())
-    with pytest.raises(ConfigError, match="normalize.method"):
-        normalize(_cfg(**{"normalize.method": "minmax"}), features, tmp_path / "p")
+    with pytest.raises(ConfigError, match="normalize.clip"):
+        normalize(_cfg(**{"normalize.clip": 0}), features, tmp_path / "p")
     pl.read_parquet(features / "features.parquet").drop("val_x").write_parquet(features / "features.parquet")
     with pytest.raises(SchemaError, match="val_x"):
         normalize(_cfg(), features, tmp_path / "p")

@@ -19,8 +19,9 @@ from kabuflow.graph import load_graph
 from kabuflow.normalize import load_panel
 from kabuflow.predict import load_model, predict_dates
 from kabuflow.train import train_fold
+from kabuflow.train.checkpoint import FitState
 from kabuflow.train.days import DayData
-from kabuflow.train.loop import FitState, _end_epoch, fit_atft
+from kabuflow.train.loop import _end_epoch, fit_atft
 
 TINY = [
     "model.hidden=16",
@@ -253,3 +254,29 @@ def test_ensemble_is_the_mean_of_its_members_and_resumes_inside_a_member(market,
         train_fold(
             _cfg("model.members=0"), panel, market["graph"], market["folds"], 0, "atft", tmp_path / "z"
         )
+
+
+def test_fold_metrics_follow_the_evaluation_rules():
+    """split_metrics is evaluate.metrics.daily_ic averaged per split: a constant-score day counts as 0."""
+    from kabuflow.train.predictions import split_metrics
+
+    days = [dt.date(2024, 1, d) for d in (4, 5, 9)]
+    score = {days[0]: [1.0, 2.0, 3.0], days[1]: [5.0, 5.0, 5.0], days[2]: [3.0, 2.0, 1.0]}
+    rows = [
+        {
+            "date": d,
+            "code": c,
+            "model": "atft",
+            "fold": 0,
+            "split": "test" if d == days[2] else "val",
+            "horizon": 1,
+            "score": score[d][i],
+            "label": float(i + 1),
+        }
+        for d in days
+        for i, c in enumerate(("A", "B", "C"))
+    ]
+    got = split_metrics(pl.DataFrame(rows))
+    # val: RankIC 1 on the 4th, 0 (not missing) on the constant 5th; test: -1 on the 9th.
+    assert got["val"]["1d"] == {"rank_ic": 0.5, "ic": 0.5, "n_days": 2}
+    assert got["test"]["1d"] == {"rank_ic": -1.0, "ic": -1.0, "n_days": 1}

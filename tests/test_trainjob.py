@@ -126,8 +126,6 @@ def test_render_refuses_what_the_cluster_would_reject():
         render_trainjob(load("a100"), IMAGE, 0, "atft", **URIS, name="kf-atft-f0")
     with pytest.raises(ConfigError, match="RFC 1035"):
         _render(name="Kabuflow_Fold")
-    with pytest.raises(ConfigError, match="trainjob_overrides"):
-        _render("pipeline.trainjob_overrides=podOverrides")
     name = trainjob_name("8f2c0d7e-1a2b-4c3d-9e8f-0123456789ab" * 2, 12, "atft")
     assert len(name) <= 63 and name.startswith("kf-atft-f12-8f2c0d7e")
 

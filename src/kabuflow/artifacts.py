@@ -9,12 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kabuflow.config import Config, code_version
+from kabuflow.config import Config
+from kabuflow.version import code_version
 
 
 def stamp(cfg: Config, **extra: Any) -> dict[str, Any]:
     """Provenance for an artifact: the resolved config, the code version, and stage-specific extras."""
-    return {"code_version": code_version(), "config": cfg.to_dict(), **extra}
+    return {"code_version": code_version(), "config": cfg.stamped(), **extra}
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:

@@ -9,10 +9,11 @@ import logging
 import os
 import sys
 import tempfile
+import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from kabuflow.config import Config, load
+from kabuflow.config import Config, Source, load
 
 log = logging.getLogger("kabuflow")
 REMOTE = ("s3://", "gs://")
@@ -188,7 +189,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=func)
 
     src = [
-        (("--source",), {"choices": ["synthetic", "jquants", "files"]}),
+        (("--source",), {"choices": list(typing.get_args(Source))}),
         (("--path",), {"help": "directory for --source files"}),
         (("--start",), {}),
         (("--end",), {}),

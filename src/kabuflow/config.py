@@ -5,18 +5,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
-import subprocess
 import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 HORIZONS: tuple[int, ...] = (1, 5, 10, 20)
+# The model kinds train-fold knows (kabuflow.train.MODELS is this list).
+ModelName = Literal["atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d"]
+# Where ingest reads from (kabuflow.ingest.SOURCES maps each to its module).
+Source = Literal["synthetic", "jquants", "files"]
 
 
 class ConfigError(ValueError):
@@ -25,7 +27,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = "synthetic"  # synthetic | jquants | files
+    source: Source = "synthetic"
     path: str = ""  # files source: directory of J-Quants-shaped parquet/CSV
     start: str = ""  # ISO date; "" = source default
     end: str = ""
@@ -67,7 +69,7 @@ class JQuantsConfig:
         "markets_margin_interest",
         "markets_calendar",
     )
-    master_every: str = "month"  # month | session: how often to snapshot /equities/master (as-of data)
+    master_every: Literal["month", "session"] = "month"  # how often to snapshot /equities/master (as-of)
 
 
 @dataclass(frozen=True)
@@ -81,11 +83,11 @@ class FeaturesConfig:
 
 @dataclass(frozen=True)
 class NormalizeConfig:
-    method: str = "robust_z"  # robust_z | rank_gauss
+    method: Literal["robust_z", "rank_gauss"] = "robust_z"
     clip: float = 5.0
     market_window: int = 252
     market_min_periods: int = 60
-    dtype: str = "float32"  # float16 | float32
+    dtype: Literal["float16", "float32"] = "float32"
     # A stock-day is `valid` when it has a row and at least this share of its stock features is present.
     min_valid_share: float = 0.5
 
@@ -101,7 +103,8 @@ class GraphConfig:
     # same_sector attribute of any correlated pair.
     window: int = 1000
     min_obs: int = 120
-    residual: str = "sector"  # none | market (minus the session mean) | sector (minus the sector mean)
+    # none | market (minus the session mean) | sector (minus the sector mean)
+    residual: Literal["none", "market", "sector"] = "sector"
     threshold: float = 0.25
     top_k: int = 7
     shrinkage: float = 0.1
@@ -129,7 +132,7 @@ class ModelConfig:
     gat_heads: int = 4
     ff_mult: int = 1  # hidden width of the post-attention GRN, in multiples of hidden
     dropout: float = 0.1
-    input_norm: str = "fan"  # fan | san | none
+    input_norm: Literal["fan", "san", "none"] = "fan"
     fan_k: int = 3
     san_slice: int = 5
     use_graph: bool = True
@@ -159,7 +162,7 @@ class TrainConfig:
     rank_weight: float = 1.0
     sharpe_weight: float = 0.0
     horizon_weights: tuple[float, ...] = (0.5, 1.0, 0.75, 0.5)
-    device: str = "auto"  # auto | cpu | cuda
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool = True
     compile: bool = False
     shuffle_labels: bool = False  # control run: labels permuted within each day
@@ -251,7 +254,7 @@ class EvaluateConfig:
     n_quantiles: int = 5
     gate_metric: str = "rank_ic"
     gate_horizon: str = "5d"
-    gate_model: str = "atft"
+    gate_model: ModelName = "atft"
     gate_margin: float = 0.002
     gate_alpha: float = 0.10
     champion_uri: str = ""  # "" = <out>/../models/champion; s3:// and gs:// via kabuflow.storage
@@ -262,9 +265,8 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    models: tuple[str, ...] = ("atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d")
+    models: tuple[ModelName, ...] = typing.get_args(ModelName)
     parallelism: int = 2
-    image: str = "ghcr.io/kabuflow/kabuflow:latest"
     gpu: bool = False
     gpu_node_label: str = "cloud.google.com/gke-accelerator"
     gpu_node_value: str = "nvidia-tesla-a100"
@@ -284,7 +286,7 @@ class PipelineConfig:
     trainjob_runtime: str = "torch-distributed"  # ClusterTrainingRuntime the TrainJob references
     # Where node selector/tolerations go: podSpecOverrides (Trainer 2.0, the KFP docs' example) or
     # podTemplateOverrides (Trainer >= 2.1 renamed it); a wrong choice is pruned silently by the API server.
-    trainjob_overrides: str = "podSpecOverrides"
+    trainjob_overrides: Literal["podSpecOverrides", "podTemplateOverrides"] = "podSpecOverrides"
     trainjob_service_account: str = "kabuflow"  # k8s/base: no API permissions, no token mounted
     trainjob_timeout: int = 86400  # seconds to wait for Complete/Failed before deleting the TrainJob
     pushgateway: str = ""  # e.g. http://pushgateway.kabuflow.svc:9091; set as PROMETHEUS_PUSHGATEWAY on tasks
@@ -314,6 +316,12 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists) for artifacts and KFP parameters."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def stamped(self) -> dict[str, Any]:
+        """to_dict without the `pipeline` section, for the stamp artifacts carry: where and how a cluster
+        runs a stage (resources, node selectors, secrets, retries) changes no artifact's content, and an
+        artifact that carried them would differ between two clusters for no reason."""
+        return {k: v for k, v in self.to_dict().items() if k != "pipeline"}
 
     def with_overrides(self, overrides: list[str] | tuple[str, ...]) -> Config:
         """A new Config with `section.key=value` strings applied, each checked against the field's type."""
@@ -407,6 +415,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         return tuple(_coerce(v, item_tp, where) for v in value)
+    if origin is Literal:  # a choice: checked here, once, so that a typo fails at load and not in a pod
+        allowed = typing.get_args(tp)
+        if value in allowed and type(value) is type(allowed[0]):
+            return value
+        raise ConfigError(f"{where} must be one of {', '.join(map(str, allowed))}, got {value!r}")
     if origin in (typing.Union, types.UnionType):
         raise ConfigError(f"{where}: union types are not supported in config")
     if tp is bool:
@@ -489,31 +502,3 @@ def load(profile: str = "local", overrides: list[str] | tuple[str, ...] = ()) ->
         raise ConfigError(f"profile {profile!r} is not a mapping")
     cfg = from_dict(_merge(Config().to_dict(), tree))
     return cfg.with_overrides(list(overrides))
-
-
-def code_version() -> str:
-    """Git SHA of the working tree when available (suffix -dirty), else the package version.
-
-    Images have no .git: they carry the commit in KABUFLOW_GIT_SHA (docker/Dockerfile's GIT_SHA).
-    """
-    if os.environ.get("KABUFLOW_GIT_SHA", "unknown") != "unknown":
-        return os.environ["KABUFLOW_GIT_SHA"]
-    root = Path(__file__).resolve().parents[2]
-    try:
-        sha = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            return "kabuflow-" + version("kabuflow")
-        except PackageNotFoundError:
-            return "unknown"

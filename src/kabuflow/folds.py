@@ -116,12 +116,13 @@ def make_folds(cfg: FoldsConfig, dates: list[dt.date] | list[str], max_horizon: 
 
 def fold_index(fold: Fold, dates: list[dt.date] | list[str]) -> dict[str, slice]:
     """Slices of the session axis for the fold's train, val and test dates (bounds must be sessions)."""
-    iso = [d.isoformat() if isinstance(d, dt.date) else str(d) for d in dates]
+    days = _as_dates(dates)
     out = {}
     for split in SPLITS:
-        lo, hi = getattr(fold, f"{split}_start"), getattr(fold, f"{split}_end")
-        i, j = bisect.bisect_left(iso, lo), bisect.bisect_left(iso, hi)
-        if i == len(iso) or iso[i] != lo or j == len(iso) or iso[j] != hi:
+        bounds = getattr(fold, f"{split}_start"), getattr(fold, f"{split}_end")
+        lo, hi = (dt.date.fromisoformat(b) for b in bounds)
+        i, j = bisect.bisect_left(days, lo), bisect.bisect_left(days, hi)
+        if i == len(days) or days[i] != lo or j == len(days) or days[j] != hi:
             raise ValueError(f"fold {fold.k}: {split} bounds {lo}..{hi} are not sessions of these dates")
         out[split] = slice(i, j + 1)
     return out
@@ -132,7 +133,12 @@ def write_folds(path: str | Path, folds: list[Fold], extra: dict[str, Any] | Non
     return write_json(path, {"folds": [f.to_dict() for f in folds], **(extra or {})})
 
 
-def read_folds(folds: str | Path | list[Fold] | list[dict[str, Any]]) -> list[Fold]:
+# Where folds come from: a folds file or the directory holding folds.json, or the Fold objects (or their
+# dicts, the items a KFP ParallelFor hands over) themselves.
+FoldsLike = str | Path | list[Fold] | list[dict[str, Any]]
+
+
+def read_folds(folds: FoldsLike) -> list[Fold]:
     """Folds from a file written by write_folds (or a bare JSON list), from `path/folds.json`, or from a
     list of Fold objects or their dicts (the items a KFP ParallelFor hands over)."""
     if not isinstance(folds, str | Path):
@@ -143,7 +149,7 @@ def read_folds(folds: str | Path | list[Fold] | list[dict[str, Any]]) -> list[Fo
     return [Fold.from_dict(d) for d in items]
 
 
-def read_fold(folds: str | Path | list[Fold] | list[dict[str, Any]], k: int) -> Fold:
+def read_fold(folds: FoldsLike, k: int) -> Fold:
     """Fold k (see read_folds); an unknown k is an error listing the known ones."""
     items = read_folds(folds)
     match = [f for f in items if f.k == k]

@@ -20,14 +20,10 @@ from kabuflow.normalize import load_panel, save_npy
 ATTRS = ("rho", "same_sector", "same_market")
 REL_VAR = 1e-5  # float32: a pair's variance under this share of its sum of squares is a constant series
 
-
-RESIDUALS = ("none", "market", "sector")
 MIN_SECTOR = 3  # a sector with fewer valid stocks in a session falls back to the market mean there
 
 
 def _check_cfg(g: GraphConfig) -> None:
-    if g.residual not in RESIDUALS:
-        raise ConfigError(f"graph.residual must be one of {', '.join(RESIDUALS)}, got {g.residual!r}")
     if g.every < 1:
         raise ConfigError(f"graph.every must be >= 1 session, got {g.every}")
     if not 2 <= g.min_obs <= g.window:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,8 @@ from scipy.stats import rankdata
 from kabuflow import telemetry
 from kabuflow.artifacts import atomic_write, read_json, stamp, write_json
 from kabuflow.config import Config, ConfigError, NormalizeConfig
-from kabuflow.schema import SchemaError, check
+from kabuflow.schema import FEATURE_KEYS, KINDS, SchemaError, check
 
-KEYS = {"date": pl.Date(), "code": pl.String(), "s33": pl.String(), "mkt": pl.String()}
-KINDS = ("stock", "market", "flag")
 MAD_SCALE = 1.4826  # MAD of a normal sample × 1.4826 ≈ its standard deviation
 MEAN_AD_SCALE = 1.2533141373155  # sqrt(pi/2): the same for the mean absolute deviation
 ARRAYS = ("X", "Y", "Y_raw", "valid", "R", "sector", "market")
@@ -41,9 +40,10 @@ class Panel:
     market: np.ndarray  # [T, N] int16 index into meta["markets"], -1 unknown
     meta: dict[str, Any]
 
-    @property
+    @functools.cached_property
     def dates(self) -> list[dt.date]:
-        """The session axis as dates."""
+        """The session axis as dates, parsed once (meta.json stores them as ISO strings; nothing else should
+        read those)."""
         return [dt.date.fromisoformat(d) for d in self.meta["dates"]]
 
     @property
@@ -87,10 +87,6 @@ def as_panel(panel: Panel | str | Path) -> Panel:
 
 
 def _check_cfg(c: NormalizeConfig) -> None:
-    if c.method not in ("robust_z", "rank_gauss"):
-        raise ConfigError(f"normalize.method must be robust_z or rank_gauss, got {c.method!r}")
-    if c.dtype not in ("float16", "float32"):
-        raise ConfigError(f"normalize.dtype must be float16 or float32, got {c.dtype!r}")
     if not 2 <= c.market_min_periods <= c.market_window:
         raise ConfigError("normalize.market_min_periods must be in [2, normalize.market_window]")
     if c.clip <= 0 or not 0 <= c.min_valid_share <= 1:
@@ -111,9 +107,11 @@ def _read(features: Path, horizons: tuple[int, ...]) -> tuple[pl.DataFrame, list
     labels, names = [f"y_{h}d" for h in horizons], [f["name"] for f in feats]
     have = pl.read_parquet_schema(features / "features.parquet")
     ret = "ret_log_1d" if "ret_log_1d" in have else "ret_1d"
-    spec = {**KEYS, **{n: pl.Float32() for n in names}, **{y: pl.Float64() for y in labels}}
+    spec = {**FEATURE_KEYS, **{n: pl.Float32() for n in names}, **{y: pl.Float64() for y in labels}}
     check(pl.DataFrame(schema=have), {**spec, ret: pl.Float32()}, f"{features}/features.parquet")
-    df = pl.read_parquet(features / "features.parquet", columns=list(dict.fromkeys([*KEYS, *labels, ret])))
+    df = pl.read_parquet(
+        features / "features.parquet", columns=list(dict.fromkeys([*FEATURE_KEYS, *labels, ret]))
+    )
     clean = [finite(y).alias(y) for y in labels] + [_log_return(ret).alias("_ret")]
     return df.with_columns(clean), feats, labels, ret
 

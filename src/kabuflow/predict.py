@@ -52,10 +52,10 @@ def _check_day(panel_dir: Path, day: dt.date, lookback: int) -> int:
     if not calendar.is_session(day):
         raise PredictError(f"{day} is not an XTKS session (next: {calendar.next_session(day)})")
     p = load_panel(panel_dir)
-    dates = p.meta["dates"]
-    if day.isoformat() not in dates:
+    dates = p.dates
+    if day not in dates:
         raise PredictError(f"{day} is not in the panel at {panel_dir} (it covers {dates[0]}..{dates[-1]})")
-    t = dates.index(day.isoformat())
+    t = dates.index(day)
     if t + 1 < lookback:
         raise PredictError(f"{day}: the model needs {lookback} sessions of history, the panel has {t + 1}")
     valid = np.asarray(p.valid[max(0, t - 20) : t + 1])
@@ -152,12 +152,12 @@ def predict_dates(
         raise ValueError(
             f"panel features differ from the model's ({len(p.feature_names)} vs {len(meta['feature_names'])})"
         )
-    index = {d: i for i, d in enumerate(p.meta["dates"])}
-    iso = [d.isoformat() if isinstance(d, dt.date) else str(d) for d in dates]
-    missing = [d for d in iso if d not in index]
+    index = {d: i for i, d in enumerate(p.dates)}
+    wanted = [d if isinstance(d, dt.date) else dt.date.fromisoformat(str(d)) for d in dates]
+    missing = [d.isoformat() for d in wanted if d not in index]
     if missing:
-        raise ValueError(f"dates not in the panel: {missing[:5]} (panel ends {p.meta['dates'][-1]})")
-    days = np.array(sorted(index[d] for d in iso), dtype=np.int64)
+        raise ValueError(f"dates not in the panel: {missing[:5]} (panel ends {p.dates[-1]})")
+    days = np.array(sorted(index[d] for d in wanted), dtype=np.int64)
     g = as_graph(graph, model.cfg.use_graph)
     data = DayData(p, g, int(days.max()), torch.device(device))
     rows = predict_days(model, data, days)

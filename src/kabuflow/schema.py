@@ -100,6 +100,14 @@ RAW_REQUIRED = ("equities_bars_daily", "equities_master")
 
 HORIZON_COLS = ("y_1d", "y_5d", "y_10d", "y_20d")
 
+# features.parquet: these key columns first (as-of sector and market segment), then Float32 features
+# and Float64 labels.
+FEATURE_KEYS: dict[str, pl.DataType] = {"date": pl.Date(), "code": STR, "s33": STR, "mkt": STR}
+# What normalize does with a feature (the features manifest's `kind`): `stock` is normalized
+# cross-sectionally per date, `market` (one value per date) by a trailing z-score over past sessions,
+# `flag` (0/1) passes through.
+KINDS = ("stock", "market", "flag")
+
 # Oracle (synthetic source only): the true expected label given everything public at the close of
 # `date`, same convention as the labels (y_h(t) = AdjC[t+1+h]/AdjC[t+1] - 1).
 ORACLE = {"Date": pl.Date(), "Code": STR, **{f"oracle_{h[2:]}": F64 for h in HORIZON_COLS}}

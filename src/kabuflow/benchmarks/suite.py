@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from kabuflow.artifacts import write_json
-from kabuflow.config import code_version
+from kabuflow.version import code_version
 
 SUITE = ("synthetic", "features", "graph", "train")
 

@@ -13,10 +13,11 @@ import polars as pl
 
 from kabuflow import telemetry
 from kabuflow.artifacts import atomic_write, read_json, stamp, write_json, write_parquet
-from kabuflow.config import Config, EvaluateConfig, code_version
+from kabuflow.config import Config, EvaluateConfig
 from kabuflow.evaluate import attribution, backtest, gate, metrics, report, scorecard, stitch
 from kabuflow.evaluate.gate import champion_uri, load_champion, promote
 from kabuflow.evaluate.report import summary_table
+from kabuflow.version import code_version
 
 __all__ = ["evaluate", "promote", "summary_table", "champion_uri", "load_champion"]
 

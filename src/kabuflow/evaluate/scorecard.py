@@ -68,8 +68,8 @@ def deflate(card: Card, hpo_trials: int) -> None:
         for hs in card.values():
             if hk in hs:
                 s = hs[hk]
-                s["dsr"] = stats.probabilistic_sharpe(
-                    s["sr_daily_net"], s["n_days"], s["skew_net"], s["kurtosis_net"], sr0
+                s["dsr"] = stats.deflated_sharpe(
+                    s["sr_daily_net"], s["n_days"], s["skew_net"], s["kurtosis_net"], n_trials, var
                 )
                 s.update(dsr_trials=n_trials, dsr_trial_sr_var=var, dsr_sr0_daily=sr0)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-KINDS = ("stock", "market", "flag")
+from kabuflow.schema import KINDS
 
 
 @dataclass(frozen=True)

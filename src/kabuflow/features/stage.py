@@ -15,8 +15,6 @@ from kabuflow.features.labels import labels
 from kabuflow.features.registry import FEATURES, families
 from kabuflow.features.spec import Family
 
-KEYS = ("date", "code", "s33", "mkt")
-
 
 def build(
     tables: dict[str, pl.DataFrame], horizons: tuple[int, ...], fams: tuple[Family, ...] = FEATURES
@@ -31,7 +29,7 @@ def build(
     frame, catalogue, absent, notes = compute(frame, tables, cal, fams)
     ys = labels(frame, horizons)
     names = [c["name"] for c in catalogue]
-    out = pl.concat([frame.select(*KEYS, *names), ys], how="horizontal")
+    out = pl.concat([frame.select(*schema.FEATURE_KEYS, *names), ys], how="horizontal")
     info = {
         "rows": out.height,
         "codes": out["code"].n_unique(),
@@ -71,7 +69,7 @@ def write_features(path: Path, frame: pl.DataFrame) -> Path:
 
 def check_output(frame: pl.DataFrame, info: dict[str, Any]) -> None:
     """The output contract: key dtypes, Float32 features, Float64 labels, sorted by (code, date)."""
-    spec = {"date": pl.Date(), "code": pl.String(), "s33": pl.String(), "mkt": pl.String()}
+    spec = dict(schema.FEATURE_KEYS)
     spec |= {f["name"]: pl.Float32() for f in info["features"]}
     spec |= {y: pl.Float64() for y in info["labels"]}
     schema.check(frame, spec, "features.parquet")

@@ -77,8 +77,6 @@ def plan(cfg: Config, start: dt.date, end: dt.date, today: dt.date) -> list[Requ
     if not days:
         raise ConfigError(f"no XTKS session between data.start={start} and data.end={end}")
     rng = (("from", start.isoformat()), ("to", end.isoformat()))
-    if cfg.jquants.master_every not in ("month", "session"):
-        raise ConfigError(f"jquants.master_every={cfg.jquants.master_every!r}: expected month or session")
     monthly = cfg.jquants.master_every == "month"
     master = [d for i, d in enumerate(days) if not monthly or i == 0 or d.month != days[i - 1].month]
     # Weekly margin balances carry the week's last session as their date (daily later on).

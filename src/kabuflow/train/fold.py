@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,8 @@ import torch.distributed as dist
 
 from kabuflow import telemetry
 from kabuflow.artifacts import atomic_write, stamp, write_json, write_parquet
-from kabuflow.config import Config, code_version
-from kabuflow.folds import Fold, fold_days, read_fold
+from kabuflow.config import Config, ModelName
+from kabuflow.folds import FoldsLike, fold_days, read_fold
 from kabuflow.graph import Graph, as_graph
 from kabuflow.model.atft_gat_fan import Ensemble, model_config_to_dict, n_params
 from kabuflow.model.losses import horizon_weights
@@ -25,8 +26,9 @@ from kabuflow.train.baselines import run_baseline
 from kabuflow.train.days import DayData, deterministic, resolve_device
 from kabuflow.train.loop import fit_atft
 from kabuflow.train.predictions import predict_days, prediction_table, split_metrics, val_rank_ic
+from kabuflow.version import code_version
 
-MODELS = ("atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d")
+MODELS: tuple[str, ...] = typing.get_args(ModelName)
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -46,7 +48,7 @@ def _dist_env(device: torch.device) -> tuple[int, int, torch.device]:
 def member_config(cfg: Config, m: int) -> Config:
     """Member m's config: train.seed = seed * members + m, so the members of seeds 0 and 1 never
     share a seed and a one-member model keeps the plain seed."""
-    return cfg.with_overrides([f"train.seed={cfg.train.seed * cfg.model.members + m}"])
+    return cfg.with_params({"train.seed": cfg.train.seed * cfg.model.members + m})
 
 
 def _checkpoint(out: Path, m: int) -> Path:
@@ -142,7 +144,7 @@ def train_fold(
     cfg: Config,
     panel: Panel | str | Path,
     graph: Graph | str | Path | None,
-    folds: str | Path | list[Fold] | list[dict[str, Any]],
+    folds: FoldsLike,
     k: int,
     model: str,
     out: str | Path,

@@ -14,7 +14,7 @@ import torch
 
 from kabuflow.artifacts import stamp, write_json
 from kabuflow.config import Config, SearchDim, field_type
-from kabuflow.folds import Fold, fold_days, read_fold, read_folds
+from kabuflow.folds import FoldsLike, fold_days, read_fold, read_folds
 from kabuflow.graph import Graph, as_graph
 from kabuflow.normalize import Panel, as_panel
 from kabuflow.train import study as studies
@@ -56,7 +56,7 @@ def run_hpo(
     cfg: Config,
     panel: Panel | str | Path,
     graph: Graph | str | Path | None,
-    folds: str | Path | list[Fold] | list[dict[str, Any]],
+    folds: FoldsLike,
     trials: int,
     storage: str,
     out: str | Path,

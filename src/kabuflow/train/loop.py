@@ -7,7 +7,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,6 @@ import torch
 import torch.distributed as dist
 
 from kabuflow import telemetry
-from kabuflow.artifacts import atomic_write
 from kabuflow.config import Config
 from kabuflow.model.atft_gat_fan import ATFTGATFAN
 from kabuflow.model.losses import (
@@ -26,24 +25,11 @@ from kabuflow.model.losses import (
     masked_standardize,
     sharpe_loss,
 )
+from kabuflow.train.checkpoint import FitState, resume, save
 from kabuflow.train.days import DayData, day_seed
 from kabuflow.train.predictions import val_rank_ic
 
 EpochHook = Callable[[int, float], None]
-
-
-@dataclass
-class FitState:
-    """Everything besides model/optimizer/scheduler that a resumed run needs (kept in the checkpoint)."""
-
-    epoch: int = 0  # epochs completed
-    best_score: float = -math.inf
-    best_epoch: int = -1
-    bad_epochs: int = 0
-    stopped: bool = False
-    history: list[dict[str, float]] = field(default_factory=list)
-    best_state: dict[str, torch.Tensor] | None = None
-    ema_state: dict[str, torch.Tensor] | None = None
 
 
 @dataclass
@@ -172,47 +158,6 @@ def train_epoch(
     return float(total) / max(1, len(mine) // dps), n_seen
 
 
-def _save(path: Path, model: ATFTGATFAN, opt: Any, sched: Any, st: FitState, fingerprint: str) -> None:
-    """Atomic checkpoint: a killed run leaves the previous epoch's file intact."""
-    blob = {
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict(),
-        "rng_torch": torch.get_rng_state(),
-        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "fingerprint": fingerprint,
-        **{k: v for k, v in st.__dict__.items()},
-    }
-    atomic_write(path, lambda p: torch.save(blob, p))
-
-
-def _resume(
-    ckpt: Path | None, model: ATFTGATFAN, opt: Any, sched: Any, fingerprint: str, rank: int, world: int
-) -> FitState:
-    """Restore from rank 0's checkpoint, if it has one; under DDP rank 0 sends it to every rank, so nodes
-    that do not share rank 0's disk resume from the same state."""
-    blob = None
-    if rank == 0 and ckpt is not None and ckpt.exists():
-        blob = torch.load(ckpt, map_location="cpu", weights_only=True)
-        if blob["fingerprint"] != fingerprint:
-            raise RuntimeError(
-                f"checkpoint {ckpt} was written by a different config/fold; delete it to start over"
-            )
-    if world > 1:
-        box = [blob]
-        dist.broadcast_object_list(box, src=0)
-        blob = box[0]
-    if blob is None:
-        return FitState()
-    model.load_state_dict(blob["model"])
-    opt.load_state_dict(blob["optimizer"])
-    sched.load_state_dict(blob["scheduler"])
-    torch.set_rng_state(blob["rng_torch"])
-    if blob["rng_cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(blob["rng_cuda"])
-    return FitState(**{k: blob[k] for k in FitState.__dataclass_fields__})
-
-
 def _gpu_mem(device: torch.device) -> float:
     return float(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else 0.0
 
@@ -284,7 +229,7 @@ def fit_atft(
     tc = cfg.train
     model, opt, sched = _build(cfg, data, days, fold, world)
     fingerprint = repr((cfg.model, tc, fold, len(days["train"]), len(days["val"]), world))
-    st = _resume(ckpt, model, opt, sched, fingerprint, rank, world)
+    st = resume(ckpt, model, opt, sched, fingerprint, rank, world)
     resumed_from = st.epoch
     ema = copy.deepcopy(model) if tc.ema_decay > 0 else None  # validated, kept and returned when on
     if ema is not None and st.ema_state is not None:
@@ -305,7 +250,7 @@ def fit_atft(
         st.ema_state = ema.state_dict() if ema is not None else None
         if rank == 0:
             if ckpt is not None:
-                _save(ckpt, model, opt, sched, st, fingerprint)
+                save(ckpt, model, opt, sched, st, fingerprint)
             telemetry.record_epoch("atft", fold, **row, gpu_mem_bytes=_gpu_mem(data.device))
         if world > 1:
             dist.barrier()

@@ -9,6 +9,7 @@ import polars as pl
 import torch
 
 from kabuflow import schema
+from kabuflow.evaluate import metrics
 from kabuflow.model.atft_gat_fan import ATFTGATFAN, Ensemble
 from kabuflow.model.losses import rank_ic
 from kabuflow.normalize import Panel
@@ -36,7 +37,7 @@ def prediction_table(
     horizons = np.asarray(panel.horizons, dtype=np.int32)
     n_h = len(horizons)
     label = np.asarray(panel.Y_raw[t, s], dtype=np.float64) if with_labels else np.full(score.shape, np.nan)
-    dates = np.asarray(panel.meta["dates"], dtype="datetime64[D]")
+    dates = np.asarray(panel.dates, dtype="datetime64[D]")
     codes = np.asarray(panel.codes)
     cols: dict[str, Any] = {
         "date": np.repeat(dates[t], n_h),
@@ -61,26 +62,18 @@ def prediction_table(
 
 
 def split_metrics(pred: pl.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
-    """Mean daily RankIC (Spearman) and IC (Pearson) of score vs label per split and horizon."""
-    daily = (
-        pred.drop_nulls(["score", "label"])
-        .group_by("split", "horizon", "date")
-        .agg(
-            pl.corr("score", "label", method="spearman").alias("rank_ic"),
-            pl.corr("score", "label").alias("ic"),
-            pl.len().alias("n"),
-        )
-        .filter(pl.col("n") >= 3)
-        .fill_nan(None)
-    )
-    out: dict[str, dict[str, dict[str, float]]] = {}
+    """Mean daily RankIC and IC of score vs label per split and horizon, by evaluate.metrics.daily_ic's
+    rules (so a fold's KFP panel and metrics.json agree): a date needs 3 scored, labelled names, and a
+    constant score counts as 0 on its date, not as missing. A fold's val and test dates are disjoint."""
+    daily = metrics.daily_ic(pred).join(pred.select("date", "split").unique(), on="date")
     agg = daily.group_by("split", "horizon").agg(
         pl.col("rank_ic").mean(), pl.col("ic").mean(), pl.col("date").n_unique().alias("n_days")
     )
+    out: dict[str, dict[str, dict[str, float]]] = {}
     for r in agg.sort("split", "horizon").iter_rows(named=True):
         out.setdefault(r["split"], {})[f"{r['horizon']}d"] = {
-            "rank_ic": float(r["rank_ic"]) if r["rank_ic"] is not None else float("nan"),
-            "ic": float(r["ic"]) if r["ic"] is not None else float("nan"),
+            "rank_ic": float(r["rank_ic"]),
+            "ic": float(r["ic"]),
             "n_days": int(r["n_days"]),
         }
     return out
