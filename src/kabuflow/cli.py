@@ -135,6 +135,18 @@ def cmd_hpo(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=1, default=str))
 
 
+def cmd_hpo_summary(args: argparse.Namespace) -> None:
+    """Best settings, trial table, importance and plots of a study."""
+    from kabuflow.train.hpo_summary import hpo_summary
+
+    cfg = _config(args)
+    if args.storage:
+        cfg = cfg.with_params({"hpo.storage": args.storage})
+    with local_output(args.out) as out:
+        hpo_summary(cfg, out)
+        print((Path(out) / "summary.md").read_text())
+
+
 def cmd_compile(args: argparse.Namespace) -> None:
     """Pipeline YAML for the cluster."""
     from pipelines.compile import compile_pipeline
@@ -244,6 +256,12 @@ def _parser() -> argparse.ArgumentParser:
         ),
         (("--worker",), {"type": int, "default": 0, "help": "this worker's index: seeds its sampler apart"}),
         (("--out",), {"default": "runs/hpo"}),
+    )
+    add(
+        "hpo-summary",
+        cmd_hpo_summary,
+        (("--storage",), {"help": "the study's storage URL (default hpo.storage)"}),
+        (("--out",), req),
     )
     add(
         "compile",

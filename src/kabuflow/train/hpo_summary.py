@@ -34,7 +34,9 @@ def hpo_summary(cfg: Config, out: str | Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     url = studies.resolve_url(cfg.hpo.storage, out)
     study = studies.load_study(cfg.hpo, url)
-    optuna.storages.fail_stale_trials(study)
+    with warnings.catch_warnings():  # "experimental" in Optuna since 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
     result = {**summarise(cfg, study, url), "importance": importance(study)}
     trials = trial_table(study)
     atomic_write(out / "trials.csv", lambda p: trials.write_csv(p))
