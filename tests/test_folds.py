@@ -97,3 +97,21 @@ def test_build_folds_reads_panel_meta(tmp_path):
     written = json.loads((tmp_path / "out" / "folds.json").read_text())
     assert written["max_horizon"] == 20 and "code_version" in written
     assert folds[0].train_end == meta["dates"][519]  # 1200 - 1180 + 500 training sessions
+
+
+@pytest.mark.parametrize(
+    ("lookback", "message"),
+    [
+        (0, "model.lookback must be >= 1 session, got 0"),
+        (1201, "model.lookback=1201 is longer than the panel's history of 1200 sessions"),
+    ],
+)
+def test_lookback_is_checked_against_the_panel(tmp_path, lookback, message):
+    (tmp_path / "panel").mkdir()
+    meta = {"dates": [d.isoformat() for d in _sessions(1200)], "horizons": [1, 5, 10, 20]}
+    (tmp_path / "panel" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match=message):
+        build_folds(
+            Config().with_overrides([f"model.lookback={lookback}"]), tmp_path / "panel", tmp_path / "f.json"
+        )
+    build_folds(Config().with_overrides(["model.lookback=1200"]), tmp_path / "panel", tmp_path / "f.json")

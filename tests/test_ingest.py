@@ -8,9 +8,9 @@ import json
 
 import polars as pl
 import pytest
-from test_files import BARS_CSV, cfg_for, make_dir
+from raw_files import BARS_CSV, cfg_for, make_dir
 
-from kabuflow import schema, telemetry
+from kabuflow import calendar, schema, telemetry
 from kabuflow.ingest import ingest
 from kabuflow.schema import SchemaError
 
@@ -87,6 +87,70 @@ def test_rows_up_to_d_do_not_move_when_later_data_changes(tmp_path):
             for o in ("out_a", "out_b")
         )
         assert a.equals(b), name
+
+
+def _csv_rows(code: str, days: list[dt.date], closes: list[float], vols: list[float]) -> str:
+    return "".join(
+        f"{d},{code},{c},{c},{c},{c},{v},1,{c},{c},{c},{c},{v}\n"
+        for d, c, v in zip(days, closes, vols, strict=True)
+    )
+
+
+def _guard_dir(root, master_rows: str):
+    """Three codes over 30 sessions: 1111 with a missed 1:2 split, 2222 with a bad print, 3333 clean but
+    ending 25 sessions early (a delisting)."""
+    days = calendar.sessions(dt.date(2024, 1, 4), dt.date(2024, 3, 1))[:30]
+    wiggle = [1000.0, 1010, 990, 1005, 995]
+    rows = _csv_rows("1111", days, wiggle * 3 + [c / 2 for c in wiggle] * 3, [1000.0] * 15 + [2000.0] * 15)
+    rows += _csv_rows("2222", days, [800.0] * 12 + [80.0] + [800.0] * 17, [500.0] * 30)
+    rows += _csv_rows("3333", days[:5], [300.0] * 5, [100.0] * 5)
+    root.mkdir()
+    (root / "equities_bars_daily.csv").write_text(
+        "Date,Code,O,H,L,C,Vo,AdjFactor,AdjO,AdjH,AdjL,AdjC,AdjVo\n" + rows
+    )
+    (root / "equities_master.csv").write_text("Date,Code,S33,Mkt\n" + master_rows)
+    return root, days
+
+
+@pytest.mark.parametrize("mode", ["repair", "mask", "keep"])
+def test_guard_events_counts_survivorship_and_master_in_the_manifest(tmp_path, mode):
+    snapshot = "2024-02-01,1111,3700,0111\n2024-02-01,2222,3700,0111\n2024-02-01,3333,3700,0111\n"
+    root, days = _guard_dir(tmp_path / "raw", snapshot)
+    manifest = ingest(cfg_for(root, f"data.bad_moves={mode}"), tmp_path / "out")
+    g = manifest["guard"]
+    assert [(e["code"], e["date"], e["verdict"]) for e in g["events"]] == [
+        ("11110", str(days[15]), "missed_split"),
+        ("22220", str(days[12]), "bad_print"),
+    ]
+    assert g["counts"] == {"missed_split": 1, "bad_print": 1, "level_shift": 0} and g["mode"] == mode
+    bars = pl.read_parquet(tmp_path / "out" / "equities_bars_daily.parquet")
+    one = bars.filter(pl.col("Code") == "11110")
+    drops = {d["reason"]: d["rows"] for d in manifest["dropped"]}
+    if mode == "repair":
+        assert one["AdjC"][:15].to_list() == [c / 2 for c in [1000.0, 1010, 990, 1005, 995] * 3]
+        assert one["AdjFactor"][15] == 0.5 and drops == {"guard_bad_print": 1}
+    elif mode == "mask":
+        assert one.height == 15 and drops == {"guard_missed_split": 15, "guard_bad_print": 1}
+    else:
+        assert bars.height == 65 and drops == {}
+    assert bars.filter(pl.col("Code") == "22220").height == (30 if mode == "keep" else 29)
+    assert (
+        manifest["survivorship"]["codes_ending_early"] == 1 and not manifest["survivorship"]["survivors_only"]
+    )
+    master = manifest["master"]
+    assert master["mode"] == "snapshot" and master["lookahead_before"] == "2024-02-01"
+    assert master["bars_before_snapshot"] == bars.filter(pl.col("Date") < dt.date(2024, 2, 1)).height
+
+
+def test_a_master_history_and_a_survivors_only_set_are_told_apart(tmp_path):
+    history = "2024-01-04,1111,3700,0111\n2024-02-01,1111,3650,0111\n2024-01-04,2222,3700,0111\n"
+    root, _ = _guard_dir(tmp_path / "raw", history)
+    bars = (root / "equities_bars_daily.csv").read_text().splitlines()
+    (root / "equities_bars_daily.csv").write_text("\n".join(b for b in bars if ",3333," not in b) + "\n")
+    manifest = ingest(cfg_for(root), tmp_path / "out")
+    assert manifest["master"]["mode"] == "history" and manifest["master"]["dates"] == 2
+    s = manifest["survivorship"]
+    assert s["survivors_only"] and s["codes_ending_early"] == 0 and "survivors only" in s["note"]
 
 
 def test_every_source_the_config_allows_has_a_module():

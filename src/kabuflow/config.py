@@ -31,6 +31,10 @@ class DataConfig:
     path: str = ""  # files source: directory of J-Quants-shaped parquet/CSV
     start: str = ""  # ISO date; "" = source default
     end: str = ""
+    # One-day adjusted moves beyond the TSE daily price limit (sources/guard.py): repair a missed split's
+    # adjustment and mask bad prints (repair), mask both (mask), or leave the bars as they came (keep).
+    bad_moves: Literal["repair", "mask", "keep"] = "repair"
+    limit_tolerance: float = 0.05  # share by which every limit is widened before a move counts as illegal
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,9 @@ class SyntheticConfig:
     pead: float = 0.014
     volume_shock: float = 0.012
     vol_interaction: float = 0.014
+    # Data faults planted into the bars with known answers (sources/synthetic_plants.py): this many missed
+    # splits and as many bad prints, for checking the ingest guard. 0 = none (the market as simulated).
+    plant_bad_moves: int = 0
 
 
 @dataclass(frozen=True)
@@ -94,13 +101,10 @@ class NormalizeConfig:
 
 @dataclass(frozen=True)
 class GraphConfig:
-    # Sector-residual correlations over four years, no sector edges, top 7 above 0.25. On the synthetic
-    # market the share of a stock's rho+ neighbour weight on its true lead-lag peers is 0.89 against 0.52
-    # for the earlier market-residual, 250-session graph with 5 sector edges, and a ridge on the features
-    # plus their neighbour mean, fitted to the labels, scores a test 5d RankIC of 0.0732 against 0.0592
-    # (500 sessions: 0.87 and 0.0694; 1,500: 0.89 and 0.0723). Peers are found by co-movement, so more
-    # sessions find them better for as long as they stay peers. Sector mates stay reachable through the
-    # same_sector attribute of any correlated pair.
+    # Sector-residual correlations over four years, no sector edges, top 7 above 0.25 (the README's design
+    # experiments measure the alternatives). Peers are found by co-movement, so more sessions find them
+    # better for as long as they stay peers; sector mates would crowd out the cross-sector peers the graph
+    # is for, and stay reachable through the same_sector attribute of any correlated pair.
     window: int = 1000
     min_obs: int = 120
     # none | market (minus the session mean) | sector (minus the sector mean)
@@ -145,9 +149,9 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # Defaults = the CPU budget of the local pipeline (three members, ~100 CPU-s per ATFT fold on one thread). On the
-    # synthetic market validation RankIC peaked after 2-4 such epochs and fell with longer training (the
-    # model memorises days), so more epochs bought nothing there.
+    # Defaults = the CPU budget of the local pipeline (three members, ~100 CPU-s per ATFT fold on one
+    # thread). Validation RankIC peaks after a few such epochs and falls with longer training: the model
+    # memorises days.
     epochs: int = 4
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -155,8 +159,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     # Epochs without a better validation RankIC before stopping; <= 0: off, all epochs run and the last
     # weights are kept. Off for the 4-epoch CPU budget: 60 validation days score RankIC to about +-0.01,
-    # so patience 2 stopped seed 1 at epoch 0 (still warming up) in all 3 folds, test 5d 0.034 against
-    # 0.054 with the cosine schedule run out (seed 0: 0.054 / 0.057). The a100 profile keeps 5 of 30.
+    # too noisy to stop on while the schedule still warms up. The a100 profile keeps 5 of 30.
     patience: int = 0
     seed: int = 0
     rank_weight: float = 1.0
@@ -170,8 +173,7 @@ class TrainConfig:
     # neighbours), and on the synthetic market that costs the graph its edge: prefer fewer days instead.
     max_stocks_per_day: int = 0
     # 0 = every training day; else a fresh random subset of this many each epoch. 80 keeps three members
-    # of the local profile inside make run's budget: their mean scored 0.0729 at 5d on the synthetic market
-    # (single members 0.0675/0.0705/0.0697); 220 days scored below 110 (0.0597 against 0.0666, one member).
+    # of the local profile inside make run's budget (fewer, fresher days per epoch also scored better).
     days_per_epoch: int = 80
     days_per_step: int = 1  # days whose mean loss makes one optimizer step (per rank under DDP)
     ema_decay: float = 0.0  # >0: validate, keep and return an exponential moving average of the weights

@@ -77,6 +77,17 @@ def _check(cfg: FoldsConfig, max_horizon: int) -> None:
         )
 
 
+def check_lookback(lookback: int, sessions: int) -> None:
+    """model.lookback: at least one session, and no longer than the panel's history (a window that
+    never fills is all padding)."""
+    if lookback < 1:
+        raise ConfigError(f"model.lookback must be >= 1 session, got {lookback}")
+    if lookback > sessions:
+        raise ConfigError(
+            f"model.lookback={lookback} is longer than the panel's history of {sessions} sessions"
+        )
+
+
 def sessions_needed(cfg: FoldsConfig, max_horizon: int = 20) -> int:
     """The fewest sessions that fit n_folds test windows, validation, both gaps and min_train_days."""
     gap = cfg.embargo_days + max_horizon + 1
@@ -175,6 +186,7 @@ def build_folds(cfg: Config, panel: str | Path, out: str | Path) -> list[Fold]:
         meta = read_json(Path(panel) / "meta.json")
         rec.rows_in = len(meta["dates"])
         max_h = max(meta.get("horizons") or cfg.features.horizons)
+        check_lookback(cfg.model.lookback, len(meta["dates"]))
         folds = make_folds(cfg.folds, meta["dates"], max_h)
         path = Path(out) / "folds.json" if Path(out).is_dir() else Path(out)
         write_folds(

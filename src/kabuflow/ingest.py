@@ -15,6 +15,7 @@ import polars as pl
 from kabuflow import artifacts, schema, telemetry
 from kabuflow.config import Config
 from kabuflow.schema import RAW, SchemaError
+from kabuflow.sources import coverage, guard
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ SORT: dict[str, list[str]] = {
     "markets_calendar": ["Date"],
     "oracle": ["Code", "Date"],
 }
+BARS = "equities_bars_daily"
 EXTRA_SCHEMAS: dict[str, dict[str, pl.DataType]] = {"oracle": schema.ORACLE}
 
 
@@ -86,6 +88,7 @@ def ingest(cfg: Config, out: str | Path) -> dict[str, Any]:
     The manifest goes last and an older one is removed first, so a manifest in `out` always
     describes complete tables; table files of earlier runs that this run did not produce are removed.
     """
+    guard.check(cfg.data.bad_moves, cfg.data.limit_tolerance)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)
@@ -101,6 +104,8 @@ def ingest(cfg: Config, out: str | Path) -> dict[str, Any]:
         if missing:
             raise SchemaError(f"source {cfg.data.source} did not produce required tables {missing}")
         tables = {n: _conform(df, RAW[n], n) for n, df in result.tables.items()}
+        bars, guarded, masked = guard.guard(tables[BARS], cfg.data.bad_moves, cfg.data.limit_tolerance)
+        tables[BARS] = bars
         written = {n: _write(out, n, df) for n, df in tables.items()}
         extra = {}
         for name, df in result.extra.items():
@@ -120,11 +125,14 @@ def ingest(cfg: Config, out: str | Path) -> dict[str, Any]:
             requested={"start": cfg.data.start, "end": cfg.data.end},
             tables=written,
             extra=extra,
-            dropped=list(result.dropped),
+            dropped=[*result.dropped, *masked],
+            guard=guarded,
+            survivorship=coverage.survivorship(bars),
+            master=coverage.master_history(tables["equities_master"], bars),
             notes=result.notes,
         )
         artifacts.write_json(out / "manifest.json", manifest)
         rec.rows_out = sum(t["rows"] for t in written.values())
-        rec.rows_in = rec.rows_out + sum(int(d["rows"]) for d in result.dropped)
+        rec.rows_in = rec.rows_out + sum(int(d["rows"]) for d in manifest["dropped"])
     log.info("ingest: %d rows in %d tables -> %s (%.1fs)", rec.rows_out, len(written), out, rec.seconds)
     return manifest

@@ -10,6 +10,7 @@ import polars as pl
 
 from kabuflow.evaluate import plots
 from kabuflow.evaluate.attribution import ABOUT as ATTRIBUTION_ABOUT
+from kabuflow.evaluate.caveats import caveats
 from kabuflow.evaluate.metrics import DEFINITIONS, METRICS
 from kabuflow.evaluate.scorecard import horizon_of, model_rank
 from kabuflow.evaluate.stitch import ORACLE
@@ -22,6 +23,7 @@ table{border-collapse:collapse;font-size:12.5px;margin:8px 0}
 th,td{border:1px solid #ddd;padding:3px 8px;text-align:right;white-space:nowrap} th{background:#f3f3f3}
 td.l,th.l{text-align:left} tr.oracle td{color:#555;font-style:italic}
 .alarm{background:#c62828;color:#fff;padding:14px 18px;border-radius:6px;font-size:15px}
+.caveat{background:#fff3e0;color:#e65100;padding:8px 14px;border-radius:6px;margin:4px 0}
 .alarm li{margin:4px 0} .ok{background:#e8f5e9;color:#1b5e20;padding:10px 16px;border-radius:6px}
 .promote{background:#e8f5e9;border-left:6px solid #2e7d32;padding:10px 16px}
 .reject{background:#fff3e0;border-left:6px solid #ef6c00;padding:10px 16px}
@@ -243,6 +245,7 @@ def render_html(
     body = "\n".join(
         [
             f'<h1>kabuflow — out-of-sample evaluation</h1><p class="meta">{_e(period)}</p>',
+            "".join(f'<p class="caveat">⚠ {_e(c)}</p>' for c in caveats(data)),
             "<h2>Leakage alarms</h2>" + _alarms_html(metrics.get("alarms", [])),
             "<h2>Promotion gate</h2>" + _gate_html(metrics.get("gate", {})),
             "<h2>Summary</h2>" + _table(header, rows, classes),
@@ -262,7 +265,7 @@ def render_html(
 def render_markdown(metrics: dict[str, Any]) -> str:
     """The summary table, the gate decision and the alarms in Markdown (KFP's Markdown visualisation)."""
     header, rows, _ = _summary_rows(metrics)
-    lines = ["# kabuflow evaluation", ""]
+    lines = ["# kabuflow evaluation", "", *(f"**⚠ {c}**" for c in caveats(metrics.get("data", {}))), ""]
     alarms = metrics.get("alarms", [])
     lines += [f"**⚠ LEAKAGE ALARM:** {a['message']}" for a in alarms] or ["No leakage alarms."]
     gate = metrics.get("gate", {})

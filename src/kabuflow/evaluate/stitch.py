@@ -12,6 +12,7 @@ import polars as pl
 
 from kabuflow import schema
 from kabuflow.config import HORIZONS
+from kabuflow.evaluate.caveats import summarise as caveat_summary
 
 ORACLE = "oracle"
 QUANTILES = ("q10", "q25", "q50", "q75", "q90")
@@ -254,4 +255,4 @@ def summarise_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
         out["families"] = families
     if isinstance(manifest.get("families_absent"), list):
         out["families_absent"] = manifest["families_absent"]
-    return out
+    return out | caveat_summary(manifest)

@@ -9,7 +9,7 @@
 # (a whole-column running sum would carry it). Shifts (`lag`) and rolling max/min need no partition: on
 # the (code, date)-sorted frame, a shift by n at a row whose position within its code (`pos`) is ≥ n
 # lands on the same code, as does a full w-bar window at pos ≥ w-1; below that it is nulled. That is
-# exactly what `.over("code")` gives (tests/test_features.py checks it; a max has no running state to
+# exactly what `.over("code")` gives (tests/features/test_features.py checks it; a max has no running state to
 # carry), without splitting the column by stock. Window inputs are best plain columns (Family.inputs):
 # an expression inside `.over` is evaluated once per stock.
 

@@ -136,7 +136,12 @@ def attach_master(frame: pl.DataFrame, master: pl.DataFrame) -> tuple[pl.DataFra
             f"first bar of {later} codes: its sector and market are used for every date (a known look-ahead "
             "in s33/mkt before the snapshot date; no master history to do better)"
         )
-        info = {"mode": "snapshot", "codes_backfilled": later, "note": note}
+        info = {
+            "mode": "snapshot",
+            "codes_backfilled": later,
+            "lookahead_before": str(m["mdate"].max()),
+            "note": note,
+        }
     else:
         # Both sides sorted by (code, date): join_asof matches within each code without a global re-sort.
         right = m.drop("first").sort("cid", "mdate")

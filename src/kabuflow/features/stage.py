@@ -8,7 +8,7 @@ from typing import Any
 import polars as pl
 
 from kabuflow import artifacts, schema, telemetry
-from kabuflow.config import Config
+from kabuflow.config import Config, ConfigError
 from kabuflow.features import base
 from kabuflow.features.engine import compute
 from kabuflow.features.labels import labels
@@ -49,6 +49,7 @@ def build(
 
 def features(cfg: Config, raw: str | Path, out: str | Path) -> dict[str, Any]:
     """The stage: read `raw/<table>.parquet`, write `out/features.parquet` and `out/manifest.json`."""
+    check_horizons(tuple(cfg.features.horizons))
     with telemetry.stage("features") as rec:
         fams = families(tuple(cfg.features.families) or None)
         # The tables go straight into build, which lets go of the raw bars once it has the base frame.
@@ -60,6 +61,14 @@ def features(cfg: Config, raw: str | Path, out: str | Path) -> dict[str, Any]:
         artifacts.write_json(Path(out) / "manifest.json", manifest)
         rec.rows_out = frame.height
     return manifest
+
+
+def check_horizons(horizons: tuple[int, ...]) -> None:
+    """features.horizons: a non-empty list of positive session counts (a label needs a window)."""
+    if not horizons or any(h < 1 for h in horizons):
+        raise ConfigError(
+            f"features.horizons must be a non-empty list of sessions >= 1, got {list(horizons)}"
+        )
 
 
 def write_features(path: Path, frame: pl.DataFrame) -> Path:

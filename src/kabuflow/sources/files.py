@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
@@ -15,6 +16,7 @@ from kabuflow.schema import RAW, SchemaError
 from kabuflow.sources import SourceResult
 
 log = logging.getLogger(__name__)
+JST = ZoneInfo("Asia/Tokyo")
 
 SUFFIXES = (".parquet", ".csv", ".csv.gz")
 # The column that dates each row: what data.start/end select on. The master is reference data
@@ -132,12 +134,14 @@ def coerce(df: pl.DataFrame, table: str, what: str) -> tuple[pl.DataFrame, list[
     return schema.check(result, RAW[table], what), filled
 
 
-def clean(df: pl.DataFrame, table: str) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
+def clean(df: pl.DataFrame, table: str, what: str = "") -> tuple[pl.DataFrame, list[dict[str, Any]]]:
     """Drop the rows no honest backtest can use, counting them per reason (the first reason wins).
 
     Any table: codes that are not 5 characters (`bad_code`). Bars and TOPIX: dates that are not XTKS
-    sessions (holidays filled with zero-volume rows), duplicated keys, zero or missing volume (bars:
-    halted or untraded days), null or non-positive prices.
+    sessions (holidays filled with zero-volume rows), identical duplicated keys (duplicates that
+    disagree are an error naming code and date), negative volume or turnover, zero or missing volume
+    (bars: halted or untraded days), null or non-positive prices, a high below the low, an open or
+    close outside [low, high].
     """
     rules: list[tuple[str, pl.Expr]] = []
     if "Code" in RAW[table]:
@@ -146,16 +150,19 @@ def clean(df: pl.DataFrame, table: str) -> tuple[pl.DataFrame, list[dict[str, An
         sess = pl.Series(calendar.sessions(df["Date"].min(), df["Date"].max()), dtype=pl.Date)
         key = ["Code", "Date"] if "Code" in RAW[table] else ["Date"]
         rules.append(("not_session", ~pl.col("Date").is_in(sess.implode())))
+        _disagreeing_duplicates(df, key, what or table)
         # sorted (stably: the first copy stays first), a duplicate equals the row before it
         df = df.sort(key, maintain_order=True)
         same = pl.all_horizontal([pl.col(k) == pl.col(k).shift(1) for k in key]).fill_null(False)
         rules.append(("duplicate", same))
         if table == "equities_bars_daily":
+            rules.append(("negative_volume", (pl.col("Vo") < 0) | (pl.col("Va") < 0)))
             rules.append(("zero_volume", pl.col("Vo").fill_null(0.0) <= 0))
         prices = ["O", "H", "L", "C"] + (["AdjC"] if table == "equities_bars_daily" else [])
         rules.append(
             ("bad_price", pl.any_horizontal([pl.col(c).is_null() | (pl.col(c) <= 0) for c in prices]))
         )
+        rules += _range_rules()
     if not rules:
         return df, []
     reason = pl.lit(None, dtype=pl.String)
@@ -165,6 +172,35 @@ def clean(df: pl.DataFrame, table: str) -> tuple[pl.DataFrame, list[dict[str, An
     counts = dict(tagged["_reason"].drop_nulls().value_counts().iter_rows())
     dropped = [{"table": table, "reason": r, "rows": int(counts[r])} for r, _ in rules if counts.get(r)]
     return tagged.filter(pl.col("_reason").is_null()).drop("_reason"), dropped
+
+
+# Prints are rounded to ticks and some sets (split-adjusted at the source) carry float noise: a
+# relative slack this small is no price anyone traded.
+RANGE_SLACK = 1e-6
+
+
+def _range_rules() -> list[tuple[str, pl.Expr]]:
+    """A bar whose high is below its low, or whose open or close lies outside [low, high]."""
+    lo, hi = pl.col("L") * (1 - RANGE_SLACK), pl.col("H") * (1 + RANGE_SLACK)
+    return [
+        ("high_below_low", pl.col("H") < lo),
+        ("open_close_outside_range", pl.any_horizontal([(pl.col(c) < lo) | (pl.col(c) > hi) for c in "OC"])),
+    ]
+
+
+def _disagreeing_duplicates(df: pl.DataFrame, key: list[str], what: str) -> None:
+    """Raise naming the first key whose duplicated rows differ: which one is right cannot be guessed."""
+    dup = df.filter(pl.len().over(key) > 1)
+    if dup.is_empty():
+        return
+    cols = [c for c in df.columns if c not in key]
+    differ = dup.group_by(key).agg(pl.struct(cols).n_unique().alias("n")).filter(pl.col("n") > 1)
+    if differ.height:
+        first = differ.sort(key).row(0, named=True)
+        where = ", ".join(f"{k} {first[k]}" for k in key)
+        raise SchemaError(
+            f"{what}: {differ.height} duplicated keys with rows that disagree, first {where}; keep one row per key"
+        )
 
 
 def select_dates(df: pl.DataFrame, table: str, start: dt.date | None, end: dt.date | None) -> pl.DataFrame:
@@ -189,10 +225,31 @@ def _find(root: Path, table: str) -> Path | None:
 
 
 def read_table(path: Path) -> pl.DataFrame:
-    """Read one parquet or (gzipped) CSV file; CSV is read as text so coerce() parses and checks it."""
-    if path.name.endswith(".parquet"):
-        return pl.read_parquet(path)
-    return pl.read_csv(path, infer_schema=False)
+    """Read one parquet or (gzipped) CSV file; CSV is read as text so coerce() parses and checks it.
+
+    A file that is not what its name says (a CSV named .parquet, a truncated download) is an error
+    naming the file."""
+    kind = "parquet" if path.name.endswith(".parquet") else "CSV"
+    try:
+        if kind == "parquet":
+            return pl.read_parquet(path)
+        return pl.read_csv(path, infer_schema=False)
+    except (pl.exceptions.PolarsError, OSError, EOFError) as err:
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise SchemaError(f"{path}: not a readable {kind} file ({first})") from None
+
+
+def _no_future(df: pl.DataFrame, table: str, what: str) -> None:
+    """Bars dated after today (JST) cannot be real: a wrong date format or a wrong file."""
+    if table != "equities_bars_daily" or df.is_empty():
+        return
+    today = dt.datetime.now(JST).date()
+    late = df.filter(pl.col("Date") > today)
+    if late.height:
+        first = late.sort("Date").row(0, named=True)
+        raise SchemaError(
+            f"{what}: {late.height} bars dated after today ({today}), first Code {first['Code']} on {first['Date']}"
+        )
 
 
 def setting_date(text: str, setting: str) -> dt.date | None:
@@ -219,7 +276,8 @@ def load(cfg: Config) -> SourceResult:
         if path is None:
             continue
         df, filled = coerce(read_table(path), table, str(path))
-        df, gone = clean(select_dates(df, table, start, end), table)
+        _no_future(df, table, str(path))
+        df, gone = clean(select_dates(df, table, start, end), table, str(path))
         tables[table] = df
         dropped += gone
         notes["files"][table] = path.name

@@ -241,6 +241,19 @@ def to_frame(rows: list[dict[str, Any]], table: str, what: str) -> pl.DataFrame:
     return df.with_columns(pl.col(c).replace("", None) for c in extra)
 
 
+def _none_after(df: pl.DataFrame, table: str, end: dt.date) -> None:
+    """Bars dated after data.end (or after today, its default) were never asked for: the answer is wrong."""
+    if table != "equities_bars_daily":
+        return
+    late = df.filter(pl.col("Date") > end)
+    if late.height:
+        first = late.sort("Date").row(0, named=True)
+        raise JQuantsError(
+            f"J-Quants {PATHS[table]} answered {late.height} bars dated after data.end={end}, "
+            f"first Code {first['Code']} on {first['Date']}"
+        )
+
+
 def _calendar_mismatch(cal: pl.DataFrame) -> list[str]:
     """Dates where J-Quants' calendar (HolDiv 1/2 = trading day) and XTKS disagree."""
     if cal.is_empty():
@@ -300,8 +313,9 @@ def _load(client: Client, reqs: list[Request], span: tuple[dt.date, dt.date]) ->
         if not parts and table in RAW_REQUIRED and table not in skipped:
             raise JQuantsError(f"J-Quants returned no {table} rows for {span[0]}..{span[1]}")
         if parts:
-            df = select_dates(pl.concat(parts, how="diagonal_relaxed"), table, *span)
-            tables[table], gone = clean(df, table)
+            df = pl.concat(parts, how="diagonal_relaxed")
+            _none_after(df, table, span[1])
+            tables[table], gone = clean(select_dates(df, table, *span), table, f"J-Quants {PATHS[table]}")
             dropped += gone
     notes: dict[str, Any] = {"base_url": client.base, **client.stats, "skipped_tables": skipped}
     notes["empty_tables"] = sorted(t for t, parts in frames.items() if not parts and t not in skipped)

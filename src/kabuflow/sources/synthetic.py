@@ -27,6 +27,7 @@ from kabuflow.sources import synthetic_facts as facts
 from kabuflow.sources import synthetic_fins as fins
 from kabuflow.sources import synthetic_flows as flows
 from kabuflow.sources import synthetic_market as market
+from kabuflow.sources import synthetic_plants as plants
 from kabuflow.sources import synthetic_prices as prices
 from kabuflow.sources import synthetic_signals as signals
 from kabuflow.sources import synthetic_tables as tables
@@ -67,6 +68,8 @@ def resolve(cfg: Config) -> SyntheticConfig:
             ) from None
     if s.start >= s.end:
         raise ConfigError(f"synthetic.start {s.start} must come before synthetic.end {s.end}")
+    if s.plant_bad_moves < 0:
+        raise ConfigError(f"synthetic.plant_bad_moves must be >= 0, got {s.plant_bad_moves}")
     if not MIN_STOCKS <= s.n_stocks <= MAX_STOCKS:
         raise ConfigError(f"synthetic.n_stocks must be in [{MIN_STOCKS}, {MAX_STOCKS}], got {s.n_stocks}")
     for name in signals.SIGNALS:
@@ -194,7 +197,11 @@ def load(cfg: Config) -> SourceResult:
         "oracle": "E[sum of daily returns of sessions t+2..t+1+h | generator state at the close of t]",
         "surprise": "(NP * 4 / q - forecast in force) / previous Eq; forecast = FNP, or NxFNp after FY",
     }
-    return SourceResult(tables=build_tables(m), extra={"oracle": oracle}, notes=notes)
+    out = build_tables(m)
+    if s.plant_bad_moves:
+        bars, planted = plants.plant(out["equities_bars_daily"], s.plant_bad_moves, _rng(s.seed, 7))
+        out["equities_bars_daily"], notes["planted"] = bars, planted
+    return SourceResult(tables=out, extra={"oracle": oracle}, notes=notes)
 
 
 def _gate_horizon(cfg: Config) -> int:

@@ -17,7 +17,7 @@ import torch.distributed as dist
 from kabuflow import telemetry
 from kabuflow.artifacts import atomic_write, stamp, write_json, write_parquet
 from kabuflow.config import Config, ModelName
-from kabuflow.folds import FoldsLike, fold_days, read_fold
+from kabuflow.folds import FoldsLike, check_lookback, fold_days, read_fold
 from kabuflow.graph import Graph, as_graph
 from kabuflow.model.atft_gat_fan import Ensemble, model_config_to_dict, n_params
 from kabuflow.model.losses import horizon_weights
@@ -162,6 +162,7 @@ def train_fold(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     p = as_panel(panel)
+    check_lookback(cfg.model.lookback, len(p.dates))
     fold = read_fold(folds, k)
     days = fold_days(fold, p.dates)
     with telemetry.stage("train-fold") as rec:

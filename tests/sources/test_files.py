@@ -3,55 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 from pathlib import Path
 
 import polars as pl
 import pytest
+from raw_files import BARS_CSV, cfg_for, make_dir, master
 
 from kabuflow import config, schema
 from kabuflow.schema import SchemaError
 from kabuflow.sources import files
 
 D = dt.date
-# 2024-01-04, 05, 09 are sessions; 2024-01-08 (Coming of Age Day) and the 6th (Saturday) are not.
-BARS_CSV = """Date,Code,O,H,L,C,Vo,AdjFactor,AdjO,AdjH,AdjL,AdjC,AdjVo
-2024-01-04,7203,100,110,90,105,1000,1,100,110,90,105,1000
-2024-01-05,7203,105,112,101,110,1200,1,105,112,101,110,1200
-2024-01-08,7203,110,110,110,110,0,1,110,110,110,110,0
-2024-01-09,7203,110,115,108,112,900,1,110,115,108,112,900
-2024-01-09,7203,110,115,108,112,900,1,110,115,108,112,900
-2024-01-04,9984,50,55,45,52,0,1,50,55,45,52,0
-2024-01-05,9984,,,,,300,1,,,,,300
-2024-01-09,9984,52,53,51,-1,400,1,52,53,51,-1,400
-2024-01-10,9984,52,53,51,53,400,1,52,53,51,53,400
-"""
-
-
-def master() -> pl.DataFrame:
-    return pl.DataFrame(
-        {
-            "Date": [D(2024, 3, 29)] * 4,
-            "Code": ["72030", "99840", "13010", "259350"],  # the last: a 6-character preferred-share code
-            "CoName": ["トヨタ自動車", "ソフトバンクグループ", "極洋", "伊藤園 優先株式"],
-            "S33": [3700, 5250, 50, 3050],  # read as integers by some tool: leading zeros lost
-            "Mkt": ["0111", "0111", "0111", "0111"],
-        }
-    )
-
-
-def make_dir(root: Path) -> Path:
-    root.mkdir()
-    (root / "equities_bars_daily.csv").write_text(BARS_CSV)
-    master().write_parquet(root / "equities_master.parquet")
-    topix = "Date,O,H,L,C\n2024-01-04,2400,2420,2390,2410\n2024-01-06,1,1,1,1\n2024-01-05,2410,2430,2400,0\n"
-    (root / "indices_bars_daily_topix.csv.gz").write_bytes(gzip.compress(topix.encode()))
-    (root / "notes.txt").write_text("not a table")
-    return root
-
-
-def cfg_for(path: Path, *extra: str) -> config.Config:
-    return config.Config().with_overrides(["data.source=files", f"data.path={path}", *extra])
 
 
 def test_reads_checks_and_drops_with_reasons(tmp_path):
@@ -154,3 +116,61 @@ def test_statement_times_and_codes_normalised():
     assert out["Code"].to_list() == ["72030", "130A0"]
     assert out["EPS"].to_list() == [None, 12.5]
     assert "Sales" in filled and out["Sales"].dtype == pl.Float64
+
+
+HEAD = "Date,Code,O,H,L,C,Vo,Va,AdjFactor,AdjO,AdjH,AdjL,AdjC,AdjVo\n"
+
+
+def _bars_dir(root: Path, rows: str) -> Path:
+    root.mkdir()
+    (root / "equities_bars_daily.csv").write_text(HEAD + rows)
+    master().write_parquet(root / "equities_master.parquet")
+    return root
+
+
+def test_broken_bars_are_dropped_and_counted_by_reason(tmp_path):
+    rows = (
+        "2024-01-04,7203,100,110,90,105,1000,,1,100,110,90,105,1000\n"
+        "2024-01-05,7203,100,90,110,105,1000,,1,100,90,110,105,1000\n"  # high below low
+        "2024-01-09,7203,100,110,90,111,1000,,1,100,110,90,111,1000\n"  # close above the high
+        "2024-01-10,7203,89,110,90,100,1000,,1,89,110,90,100,1000\n"  # open below the low
+        "2024-01-11,7203,100,110,90,105,-5,,1,100,110,90,105,-5\n"  # negative volume
+        "2024-01-12,7203,100,110,90,105,10,-1,1,100,110,90,105,10\n"  # negative turnover
+        "2024-01-12,9984,50,55,45,52,300,,1,50,55,45,52,300\n"
+        "2024-01-12,9984,50,55,45,52,300,,1,50,55,45,52,300\n"  # an identical duplicate: dropped
+    )
+    result = files.load(cfg_for(_bars_dir(tmp_path / "raw", rows)))
+    assert result.tables["equities_bars_daily"].select("Code", "Date").rows() == [
+        ("72030", D(2024, 1, 4)),
+        ("99840", D(2024, 1, 12)),
+    ]
+    got = {d["reason"]: d["rows"] for d in result.dropped if d["table"] == "equities_bars_daily"}
+    assert got == {"high_below_low": 1, "open_close_outside_range": 2, "negative_volume": 2, "duplicate": 1}
+
+
+def test_duplicates_that_disagree_are_an_error_naming_code_and_date(tmp_path):
+    rows = (
+        "2024-01-09,7203,100,110,90,105,1000,,1,100,110,90,105,1000\n"
+        "2024-01-09,7203,100,110,90,106,1000,,1,100,110,90,106,1000\n"
+    )
+    with pytest.raises(
+        SchemaError, match="equities_bars_daily.csv: 1 duplicated keys .* first Code 72030, Date 2024-01-09"
+    ):
+        files.load(cfg_for(_bars_dir(tmp_path / "raw", rows)))
+
+
+def test_bars_dated_after_today_are_an_error(tmp_path):
+    later = (dt.date.today() + dt.timedelta(days=400)).isoformat()
+    rows = (
+        f"2024-01-09,7203,100,110,90,105,1000,,1,100,110,90,105,1000\n{later},7203,1,1,1,1,1,,1,1,1,1,1,1\n"
+    )
+    with pytest.raises(SchemaError, match=f"1 bars dated after today .* first Code 72030 on {later}"):
+        files.load(cfg_for(_bars_dir(tmp_path / "raw", rows)))
+
+
+@pytest.mark.parametrize("content", [HEAD.encode(), b"PAR1\x00\x01truncated"])
+def test_a_parquet_file_that_is_not_one_names_the_file(tmp_path, content):
+    root = make_dir(tmp_path / "raw")
+    (root / "equities_master.parquet").write_bytes(content)  # a CSV named .parquet; a cut-off download
+    with pytest.raises(SchemaError, match=r"equities_master.parquet: not a readable parquet file"):
+        files.load(cfg_for(root))

@@ -12,7 +12,7 @@ import pytest
 from matplotlib import image
 
 from kabuflow.config import Config
-from kabuflow.evaluate import gate, metrics, report, scorecard
+from kabuflow.evaluate import caveats, gate, metrics, report, scorecard, stitch
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
@@ -157,3 +157,31 @@ def test_more_hpo_trials_deflate_the_sharpe_more():
     assert dsr[1]["dsr_trials"] == models and dsr[20]["dsr_trials"] == 20 * models
     assert dsr[20]["dsr_sr0_daily"] > dsr[1]["dsr_sr0_daily"] and dsr[20]["dsr"] < dsr[1]["dsr"]
     assert scorecard.dsr_trials(0, 3) == 3  # no search counts as one configuration
+
+
+def test_data_caveats_head_the_report():
+    daily, pnl, dec = frames()
+    met = scored(daily, pnl, dec, alarm=False)
+    raw = {
+        "guard": {
+            "mode": "repair",
+            "counts": {"missed_split": 2, "bad_print": 5, "level_shift": 0},
+            "rows_masked": 6,
+        },
+        "survivorship": {"codes": 2463, "codes_ending_early": 0, "survivors_only": True},
+        "master": {"mode": "snapshot", "lookahead_before": "2024-03-29", "bars_before_snapshot": 4_000_000},
+    }
+    met["data"]["raw"] = stitch.summarise_manifest({"source": "files", "tables": {}, **raw})
+    page, md = report.render_html(met, daily, pnl, dec), report.render_markdown(met)
+    for text in (page, md):
+        assert "Survivors only: none of the 2463 codes stops trading" in text and "(0 end early)" in text
+        assert "Master look-ahead: one master snapshot (2024-03-29)" in text
+        assert "missed_split 2, bad_print 5, level_shift 0; 6 bars masked" in text
+    assert page.index("Survivors only") < page.index("Leakage alarms")  # in the header, above everything
+    met["data"]["raw"] = stitch.summarise_manifest(
+        {
+            "survivorship": {"codes": 400, "codes_ending_early": 31, "survivors_only": False},
+            "master": {"mode": "history"},
+        }
+    )
+    assert caveats.caveats(met["data"]) == ["Survivorship: 31 of 400 codes end early (kept)."]

@@ -7,9 +7,9 @@ import statistics
 
 import polars as pl
 import pytest
-from test_features_support import CLOSES, bars, fins, flows, margin, random_market, sessions, tiny
+from market_tables import CLOSES, bars, fins, flows, margin, random_market, sessions, tiny
 
-from kabuflow.config import Config
+from kabuflow.config import Config, ConfigError
 from kabuflow.features import FEATURES, build, features
 
 H = (1, 5, 10, 20)
@@ -229,7 +229,7 @@ def test_pandas_reference_agrees(tmp_path):
 
 def tiny_master(m: dict[str, pl.DataFrame]) -> pl.DataFrame:
     """One snapshot row per code dated after the bars (the real set's shape)."""
-    from test_features_support import master
+    from market_tables import master
 
     codes = m["equities_bars_daily"]["Code"].unique().sort().to_list()
     return master([(dt.date(2025, 3, 1), c, ["0050", "3050"][i % 2], "0111") for i, c in enumerate(codes)])
@@ -250,3 +250,35 @@ def test_masked_windows_equal_windows_over_each_code():
         c=C.rolling_std(5, min_samples=5).rolling_max(10, min_samples=10).over("code"),
     )
     assert got.equals(want) and got["c"].null_count() < got.height
+
+
+@pytest.mark.parametrize("horizons", ["[]", "[5, 0]", "[-1]"])
+def test_horizons_must_be_positive_and_present(tmp_path, horizons):
+    with pytest.raises(ConfigError, match=r"features.horizons must be a non-empty list of sessions >= 1"):
+        features(
+            Config().with_overrides([f"features.horizons={horizons}"]), tmp_path / "raw", tmp_path / "out"
+        )
+
+
+def test_sector_and_market_are_the_master_row_valid_at_each_date():
+    from test_features_support import master
+
+    t = tiny()
+    days = sorted(t["equities_bars_daily"]["Date"].unique().to_list())
+    # A moves from 0050 to 3050 on the 4th session; B's only row comes on the 3rd (unknown before it).
+    t["equities_master"] = master(
+        [(days[0], A, "0050", "0111"), (days[3], A, "3050", "0112"), (days[2], B, "3200", "0111")]
+    )
+    out, info = build(t, H)
+    assert col(out, A, "s33")[:5] == ["0050"] * 3 + ["3050"] * 2
+    assert col(out, A, "mkt")[:5] == ["0111"] * 3 + ["0112"] * 2
+    assert col(out, B, "s33")[:4] == [None, None, "3200", "3200"]
+    assert info["master"]["mode"] == "as_of"
+
+
+def test_one_snapshot_master_is_flagged_as_a_look_ahead():
+    t = tiny()
+    t["equities_master"] = tiny_master(t)
+    _, info = build(t, H)
+    assert info["master"]["mode"] == "snapshot" and info["master"]["lookahead_before"] == "2025-03-01"
+    assert info["master"]["codes_backfilled"] == t["equities_bars_daily"]["Code"].n_unique()

@@ -13,7 +13,7 @@ import yaml
 
 from pipelines.trainjob import S3_SECRET_ENV
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("minio", "gke")
 K8S_VERSION = "1.32.0"
 

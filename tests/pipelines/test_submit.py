@@ -1,4 +1,4 @@
-"""pipelines.submit against a local KFP v2beta1 API server (tests/kfp_server.py) through the real kfp.Client."""
+"""pipelines.submit against a local KFP v2beta1 API server (tests/support/kfp_server.py) through the real kfp.Client."""
 
 from pathlib import Path
 
@@ -151,7 +151,7 @@ def test_server_rejects_what_the_real_backend_rejects(kfp_server, package):
 
 
 def test_retrain_workflow_tests_builds_the_sha_image_compiles_and_submits():
-    wf = yaml.safe_load((Path(__file__).resolve().parents[1] / ".github/workflows/retrain.yml").read_text())
+    wf = yaml.safe_load((Path(__file__).resolve().parents[2] / ".github/workflows/retrain.yml").read_text())
     triggers = wf.get("on", wf.get(True))  # YAML 1.1 reads a bare `on` key as true
     assert triggers["push"]["branches"] == ["main"] and triggers["schedule"][0]["cron"]
     jobs = wf["jobs"]

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from test_pipeline_local import SMALL
+from test_local import SMALL
 
 HPO = [
     "hpo.workers=2",

@@ -260,3 +260,12 @@ def test_official_client_reads_the_test_server(server):
         client, date_yyyymmdd="2024-10-31"
     )  # get_fin_summary is deprecated
     assert fin.shape == (1, 111) and fin["DiscTime"].tolist() == ["15:00:00"]
+
+
+def test_bars_dated_after_data_end_are_an_error(server, tmp_path):
+    server.misdate = {END: "2024-11-15"}  # the last session's bars come back dated a week later
+    cfg = make_cfg(server, tmp_path / "cache", "jquants.tables=[equities_bars_daily, equities_master]")
+    with pytest.raises(
+        jquants.JQuantsError, match=f"3 bars dated after data.end={END}, first Code 13010 on 2024-11-15"
+    ):
+        jquants.load(cfg)

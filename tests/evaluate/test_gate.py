@@ -9,8 +9,6 @@ import pytest
 
 # A real S3 server (SeaweedFS) from the storage tests' fixtures: on the cluster the champion lives in object
 # storage, so promotion and the next run's lookup go through kabuflow.storage, not the filesystem.
-from test_storage import s3, seaweed  # noqa: F401
-
 from kabuflow.config import Config
 from kabuflow.evaluate import gate
 
@@ -167,7 +165,7 @@ def test_a_hand_placed_champion_and_the_default_location(tmp_path):
     assert gate.champion_uri(custom, tmp_path) == "s3://bucket/champion"
 
 
-def test_promote_and_load_through_s3(s3, tmp_path):  # noqa: F811 - the fixture imported above
+def test_promote_and_load_through_s3(s3, tmp_path):
     uri = f"{s3}/gate-test/champion"
     assert gate.load_champion(uri) is None
     first = gate.promote(_challenger(tmp_path, True, 0.03), champion_uri=uri)

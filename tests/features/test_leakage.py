@@ -5,7 +5,7 @@ import datetime as dt
 import numpy as np
 import polars as pl
 import pytest
-from test_features_support import bars, fins, margin, random_market, sessions, tiny
+from market_tables import bars, fins, margin, random_market, sessions, tiny
 
 from kabuflow import calendar
 from kabuflow.features import build

@@ -89,6 +89,7 @@ class JQuantsServer:
         self.plan_status = 400
         self.gated: set[str] = set()
         self.echo_key = False
+        self.misdate: dict[str, str] = {}  # bars asked for on a date answered with another (a server fault)
         self.reject_status = 403  # status for a wrong key (J-Quants answers 401 or 403)
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -113,7 +114,8 @@ class JQuantsServer:
         hi = dt.date.fromisoformat(q.get("to", "2100-01-01"))
         idx = {d: i for i, d in enumerate(self.sessions)}
         if path == "/equities/bars/daily":
-            return [bar(c, idx[day], day) for c in CODES] if day in idx else []
+            rows = [bar(c, idx[day], day) for c in CODES] if day in idx else []
+            return [{**r, "Date": self.misdate.get(r["Date"], r["Date"])} for r in rows]
         if path == "/equities/master":
             return [{"Date": _d(day), "Code": c, "CoName": f"会社{c}", "CoNameEn": f"Company {c}", "S17": "6",
                      "S17Nm": "自動車・輸送機", "S33": "3700", "S33Nm": "輸送用機器", "ScaleCat": "TOPIX Core30",

@@ -1,7 +1,7 @@
 """Labels: y_h(t) = AdjC[t+1+h] / AdjC[t+1] - 1 by XTKS session, null (never 0) where a bar is missing."""
 
 import pytest
-from test_features_support import CLOSES, bars, sessions, tiny
+from market_tables import CLOSES, bars, sessions, tiny
 
 from kabuflow.features import build
 

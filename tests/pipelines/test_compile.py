@@ -1,7 +1,7 @@
 """The compiled pipeline (KFP IR YAML, a100 profile): GPU placement, retries, caching, fan-out, secrets,
 pinned image, and a golden file so any change to the DAG shows in review.
 
-Regenerate the golden file after an intended change: UPDATE_GOLDEN=1 pytest tests/test_compile.py"""
+Regenerate the golden file after an intended change: UPDATE_GOLDEN=1 pytest tests/pipelines/test_compile.py"""
 
 import json
 import os
@@ -15,7 +15,7 @@ from kabuflow.config import ConfigError, load
 from pipelines.compile import compile_pipeline
 from pipelines.trainjob import S3_SECRET_ENV
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "pipeline_a100.yaml"
 IMAGE = "ghcr.io/kabuflow/kabuflow@sha256:" + "0123456789abcdef" * 4
 
@@ -241,10 +241,10 @@ def test_golden_file(a100, tmp_path):
     if os.environ.get("UPDATE_GOLDEN"):
         GOLDEN.parent.mkdir(parents=True, exist_ok=True)
         GOLDEN.write_text(normalise(text))
-    assert GOLDEN.exists(), "no golden file: run UPDATE_GOLDEN=1 pytest tests/test_compile.py"
+    assert GOLDEN.exists(), "no golden file: run UPDATE_GOLDEN=1 pytest tests/pipelines/test_compile.py"
     assert normalise(text) == GOLDEN.read_text(), (
         "the compiled pipeline changed; review the diff of tests/golden/pipeline_a100.yaml after "
-        "UPDATE_GOLDEN=1 pytest tests/test_compile.py"
+        "UPDATE_GOLDEN=1 pytest tests/pipelines/test_compile.py"
     )
 
 
