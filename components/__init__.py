@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from kfp import dsl
 
+from components.audit import audit
 from components.evaluate import evaluate, evaluate_all, promote
 from components.features import features
 from components.folds import folds
@@ -32,6 +33,7 @@ STAGES = (
     promote,
     hpo_worker,
     hpo_summary,
+    audit,
 )
 
 

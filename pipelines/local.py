@@ -100,6 +100,25 @@ def _lay_out_evaluation(evaluation: Path, out: Path, seconds: float) -> dict:
     return metrics
 
 
+def run_audit_local(cfg: Config, out: Path) -> dict:
+    """The audit pipeline through the same local runner; audit.json and audit.html are copied to `out`."""
+    from pipelines.audit import build_audit_pipeline
+
+    out = out.resolve()
+    (out / "kfp").mkdir(parents=True, exist_ok=True)
+    _hide_docker_dir()
+    from kfp import local
+
+    warnings.filterwarnings("ignore", module=r"kfp\.local\..*")
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out / "kfp"), raise_on_error=True
+    )
+    task = build_audit_pipeline(cfg, image="kabuflow:local")(config=json.dumps(cfg.to_dict(), sort_keys=True))
+    for name in ("audit.json", "audit.html"):
+        shutil.copyfile(Path(task.output.path) / name, out / name)
+    return json.loads((out / "audit.json").read_text())
+
+
 def _link(target: Path, link: Path) -> None:
     if link.is_symlink() or link.exists():
         link.unlink() if link.is_symlink() or link.is_file() else shutil.rmtree(link)

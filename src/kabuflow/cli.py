@@ -18,8 +18,8 @@ from kabuflow.config import Config, Source, load
 log = logging.getLogger("kabuflow")
 REMOTE = ("s3://", "gs://")
 # `--pipeline`: its name on the server (pipelineInfo.name) and the default compiled file.
-PIPELINES = {"train": "kabuflow", "hpo": "kabuflow-hpo"}
-PACKAGES = {"train": "pipeline.yaml", "hpo": "pipeline-hpo.yaml"}
+PIPELINES = {"kabuflow": "kabuflow", "hpo": "kabuflow-hpo", "audit": "kabuflow-audit"}
+PACKAGES = {"kabuflow": "pipeline.yaml", "hpo": "pipeline-hpo.yaml", "audit": "pipeline-audit.yaml"}
 
 
 @contextlib.contextmanager
@@ -68,6 +68,22 @@ def cmd_run(args: argparse.Namespace) -> None:
 
         cfg = apply_best(cfg, read_best(args.hpo))
     run_local(cfg, Path(args.out), pipeline=args.pipeline)
+
+
+def cmd_audit(args: argparse.Namespace) -> None:
+    """Look-ahead audit: rerun the stages on the data cut after each D; exit 2 when a value moved."""
+    from kabuflow.audit import audit
+    from kabuflow.audit.report import text
+
+    cfg = _config(args)
+    if args.cut:
+        cfg = cfg.with_overrides([f"audit.cuts=[{', '.join(args.cut)}]"])
+    with local_output(args.out) as out:
+        report = audit(cfg, out)
+    print(text(report, cfg.audit.worst))
+    print(f"audit: wrote {args.out}/audit.json and audit.html")
+    if not report["passed"]:
+        raise SystemExit(2)
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:
@@ -152,7 +168,7 @@ def cmd_compile(args: argparse.Namespace) -> None:
     from pipelines.compile import compile_pipeline
 
     path = compile_pipeline(_config(args), args.image, args.out or PACKAGES[args.pipeline], args.pipeline)
-    print(f"compiled {path} (image {args.image})")
+    print(f"compiled {args.pipeline} pipeline {path} (image {args.image})")
 
 
 def cmd_submit(args: argparse.Namespace) -> None:
@@ -207,16 +223,18 @@ def _parser() -> argparse.ArgumentParser:
         (("--end",), {}),
     ]
     req = {"required": True}
-    which = (("--pipeline",), {"choices": list(PIPELINES), "default": "train", "help": "train | hpo"})
+    which = (("--pipeline",), {"choices": list(PIPELINES), "default": "kabuflow"})
     add(
         "run",
         cmd_run,
         *src,
         (("--out",), {"default": "runs/local"}),
-        which,
+        (("--pipeline",), {"choices": ["kabuflow", "hpo"], "default": "kabuflow"}),  # audit: `kabuflow audit`
         (("--hpo",), {"metavar": "PATH|URI", "help": "hpo.json whose best settings and trial count to use"}),
     )
     add("ingest", cmd_ingest, *src, (("--out",), req))
+    cut = {"action": "append", "metavar": "D", "help": "cut date (repeatable); default: 3 over the range"}
+    add("audit", cmd_audit, *src, (("--cut",), cut), (("--out",), {"default": "runs/audit"}))
     add("features", _stage("kabuflow.features", "features", "raw"), (("--raw",), req), (("--out",), req))
     add(
         "normalize",

@@ -94,6 +94,10 @@ class NormalizeConfig:
     clip: float = 5.0
     market_window: int = 252
     market_min_periods: int = 60
+    # Sessions between the end of the market features' trailing window and t: 1 = strictly past (a shock
+    # never dilutes its own yardstick), 0 includes t. A negative lag reaches |lag| sessions into the
+    # future: a leak, allowed only so that `kabuflow audit` can be shown catching it (it warns).
+    market_lag: int = 1
     dtype: Literal["float16", "float32"] = "float32"
     # A stock-day is `valid` when it has a row and at least this share of its stock features is present.
     min_valid_share: float = 0.5
@@ -261,8 +265,22 @@ class EvaluateConfig:
     gate_alpha: float = 0.10
     champion_uri: str = ""  # "" = <out>/../models/champion; s3:// and gs:// via kabuflow.storage
     leak_rank_ic_1d: float = 0.10
+    # Statistical look-ahead check (evaluate/lookahead.py): a model is flagged when its score's loading on
+    # r(t+1) beats every baseline's and factor's by more than max(this, their range).
+    lookahead_min_margin: float = 0.01
     hpo_trials: int = 1  # counted into the deflated Sharpe
     control_seed: int = 0  # shuffled-label control: permutation seed
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    # Cut dates (ISO; a non-session rolls back to the last session before it); empty = three cuts at
+    # 1/4, 1/2 and 3/4 of the data's sessions.
+    cuts: tuple[str, ...] = ()
+    worst: int = 5  # columns listed per stage and cut in the printed table and the HTML
+    keep: bool = False  # keep each cut's raw/features/panel/graph (a full copy per cut) after comparing
+    scores: bool = True  # compare the models' scores too (trains one ATFT fold and fits every baseline)
+    models: tuple[ModelName, ...] = ()  # the models whose scores are compared; empty = pipeline.models
 
 
 @dataclass(frozen=True)
@@ -313,6 +331,7 @@ class Config:
     ridge: RidgeConfig = field(default_factory=RidgeConfig)
     hpo: HPOConfig = field(default_factory=HPOConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import torch
 from kabuflow import telemetry
 from kabuflow.artifacts import atomic_write, stamp, write_json
 from kabuflow.config import Config, ConfigError, GraphConfig
-from kabuflow.normalize import load_panel, save_npy
+from kabuflow.normalize import cross_sum, load_panel, save_npy
 
 ATTRS = ("rho", "same_sector", "same_market")
 REL_VAR = 1e-5  # float32: a pair's variance under this share of its sum of squares is a constant series
@@ -223,7 +223,7 @@ def market_residual(r: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """
     r = np.where(valid & np.isfinite(r), r, np.nan).astype(np.float32)
     count = np.isfinite(r).sum(axis=1, keepdims=True)
-    mean = np.nansum(r, axis=1, keepdims=True) / np.maximum(count, 1)
+    mean = cross_sum(r, 1, keepdims=True) / np.maximum(count, 1)  # same sum whatever the code axis holds
     return r - mean
 
 

@@ -15,7 +15,7 @@ import polars as pl
 from kabuflow import artifacts, schema, telemetry
 from kabuflow.config import Config
 from kabuflow.schema import RAW, SchemaError
-from kabuflow.sources import coverage, guard
+from kabuflow.sources import SourceResult, coverage, guard
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +88,31 @@ def ingest(cfg: Config, out: str | Path) -> dict[str, Any]:
     The manifest goes last and an older one is removed first, so a manifest in `out` always
     describes complete tables; table files of earlier runs that this run did not produce are removed.
     """
+    # A failing source must not leave an older manifest vouching for this directory.
+    (Path(out) / "manifest.json").unlink(missing_ok=True)
+    cfg, result = read_source(cfg, out)
+    return write_raw(cfg, result, out)
+
+
+def read_source(cfg: Config, out: str | Path) -> tuple[Config, SourceResult]:
+    """The configured source's tables as they come (settings checked, the J-Quants cache resolved), with
+    their dtypes conformed to schema.RAW: what write_raw checks, repairs and writes."""
     guard.check(cfg.data.bad_moves, cfg.data.limit_tolerance)
+    cfg = resolve(cfg, out)
+    result = importlib.import_module(SOURCES[cfg.data.source]).load(cfg)
+    tables = {n: _conform(df, RAW[n], n) if n in RAW else df for n, df in result.tables.items()}
+    return cfg, dataclasses.replace(result, tables=tables)
+
+
+def write_raw(cfg: Config, result: SourceResult, out: str | Path) -> dict[str, Any]:
+    """Check a source's tables against schema.RAW and write them, extras and manifest.json into `out`.
+
+    The part of ingest after the source: `kabuflow audit` hands it truncated copies of the tables.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)
-    cfg = resolve(cfg, out)
     with telemetry.stage("ingest") as rec:
-        result = importlib.import_module(SOURCES[cfg.data.source]).load(cfg)
         unknown = sorted(set(result.tables) - set(RAW))
         if unknown:
             raise SchemaError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from kabuflow.schema import FEATURE_KEYS, KINDS, SchemaError, check
 MAD_SCALE = 1.4826  # MAD of a normal sample × 1.4826 ≈ its standard deviation
 MEAN_AD_SCALE = 1.2533141373155  # sqrt(pi/2): the same for the mean absolute deviation
 ARRAYS = ("X", "Y", "Y_raw", "valid", "R", "sector", "market")
+log = logging.getLogger(__name__)
 COLUMN_BATCH = 8  # features read and normalized per pass: raw columns never all in RAM
 X_BLOCK_BYTES = 256 * 2**20  # X is assembled this many bytes of dates at a time, never whole in RAM
 
@@ -89,6 +91,12 @@ def as_panel(panel: Panel | str | Path) -> Panel:
 def _check_cfg(c: NormalizeConfig) -> None:
     if not 2 <= c.market_min_periods <= c.market_window:
         raise ConfigError("normalize.market_min_periods must be in [2, normalize.market_window]")
+    if c.market_lag < 1 - c.market_window:
+        raise ConfigError(f"normalize.market_lag must be >= 1 - normalize.market_window, got {c.market_lag}")
+    if c.market_lag < 0:
+        log.warning(
+            "normalize.market_lag=%d reads %d future sessions: a look-ahead leak", c.market_lag, -c.market_lag
+        )
     if c.clip <= 0 or not 0 <= c.min_valid_share <= 1:
         raise ConfigError("normalize.clip must be > 0 and normalize.min_valid_share in [0, 1]")
 
@@ -151,6 +159,18 @@ def nanmedian(a: np.ndarray) -> np.ndarray:
     return np.where(n > 0, (lo + hi) / 2, np.nan)[..., 0]
 
 
+def cross_sum(a: np.ndarray, axis: int = -1, keepdims: bool = False) -> np.ndarray:
+    """Sum over a cross-section ignoring NaN, added in code order one value after another.
+
+    np.nansum adds pairwise in blocks set by position and length, so the same stocks' values can round
+    differently in a panel whose code axis holds more absent codes (NaN) between them: the panel of data
+    cut after D lacks the codes first listed later, and `kabuflow audit` requires its numbers to be
+    bit-identical to the full panel's. A sequential sum adds an exact 0 for every absent code.
+    """
+    out = np.take(np.nancumsum(a, axis=axis), -1, axis=axis)
+    return np.expand_dims(out, axis) if keepdims else out
+
+
 def robust_z(x: np.ndarray, clip: float) -> np.ndarray:
     """(x - median) / (1.4826 MAD) over the last axis (one date's cross-section), clipped; NaN kept.
 
@@ -161,7 +181,7 @@ def robust_z(x: np.ndarray, clip: float) -> np.ndarray:
     dev = np.abs(z)
     n = (~np.isnan(dev)).sum(-1)
     mad = nanmedian(dev) * MAD_SCALE
-    mean_ad = np.divide(np.nansum(dev, -1), n, out=np.zeros_like(mad), where=n > 0) * MEAN_AD_SCALE
+    mean_ad = np.divide(cross_sum(dev), n, out=np.zeros_like(mad), where=n > 0) * MEAN_AD_SCALE
     scale = np.where(mad > 0, mad, mean_ad)[..., None]
     np.divide(z, scale, out=z, where=scale > 0)  # scale 0: constant cross-section, z = x - med = 0 already
     return np.clip(z, -clip, clip, out=z)
@@ -174,16 +194,18 @@ def rank_gauss(x: np.ndarray, clip: float) -> np.ndarray:
     return np.clip(ndtri(u), -clip, clip).astype(np.float32)
 
 
-def trailing_z(values: np.ndarray, window: int, min_periods: int, clip: float) -> np.ndarray:
-    """Z-score of values[t] against values[t-window .. t-1]: STRICTLY past sessions, never t or later.
+def trailing_z(values: np.ndarray, window: int, min_periods: int, clip: float, lag: int = 1) -> np.ndarray:
+    """Z-score of values[t] against values[t-lag-window+1 .. t-lag]: with lag 1 (the default) STRICTLY
+    past sessions, never t or later.
 
     Excluding t itself (not only the future) keeps a shock from diluting its own yardstick, which would
     cap |z| at sqrt(n-1). values: [T, F] with NaN missing; NaN out where fewer than `min_periods`
-    past values exist or their standard deviation (ddof=1) is 0.
+    window values exist or their standard deviation (ddof=1) is 0. lag < 0 reads the future (a leak).
     """
     t, f = values.shape
-    padded = np.concatenate([np.full((window, f), np.nan), values])[:-1]
-    win = sliding_window_view(padded, window, axis=0)  # [T, F, window]: win[t] = values[t-window:t]
+    front, back = window + lag - 1, max(0, -lag)  # padding so that win[t] = values[t-lag-window+1 : t-lag+1]
+    padded = np.concatenate([np.full((front, f), np.nan), values, np.full((back, f), np.nan)])
+    win = sliding_window_view(padded, window, axis=0)[:t]  # [T, F, window]
     ok = np.isfinite(win)
     cnt = ok.sum(-1)
     mean = np.where(ok, win, 0.0).sum(-1) / np.maximum(cnt, 1)
@@ -220,7 +242,7 @@ def _features(
                 present += np.isfinite(x).sum(1, dtype=np.int32)
                 x = (robust_z if c.method == "robust_z" else rank_gauss)(x, c.clip)
             elif k == "market":  # one value per date: the cross-sectional median of the rows' copies
-                level = trailing_z(nanmedian(x), c.market_window, c.market_min_periods, c.clip)
+                level = trailing_z(nanmedian(x), c.market_window, c.market_min_periods, c.clip, c.market_lag)
                 x = np.where(np.isnan(x), np.nan, level[..., None])
             blocks.append(
                 (batch, np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0).astype(c.dtype))
@@ -233,8 +255,8 @@ def label_z(y: np.ndarray, valid: np.ndarray, clip: float) -> np.ndarray:
     NaN elsewhere. Same-date values only (the labels themselves look ahead by definition)."""
     yv = np.where(valid[..., None], y, np.nan)
     n = (~np.isnan(yv)).sum(1, keepdims=True)
-    mean = np.divide(np.nansum(yv, 1, keepdims=True), n, out=np.zeros(n.shape), where=n > 0)
-    var = np.divide(np.nansum((yv - mean) ** 2, 1, keepdims=True), n - 1, out=np.zeros(n.shape), where=n > 1)
+    mean = np.divide(cross_sum(yv, 1, keepdims=True), n, out=np.zeros(n.shape), where=n > 0)
+    var = np.divide(cross_sum((yv - mean) ** 2, 1, keepdims=True), n - 1, out=np.zeros(n.shape), where=n > 1)
     sd = np.sqrt(var)
     z = np.divide(yv - mean, sd, out=np.full(yv.shape, np.nan), where=sd > 0)
     return np.clip(z, -clip, clip).astype(np.float32)
@@ -326,7 +348,7 @@ def normalize(cfg: Config, features: str | Path, out: str | Path) -> dict[str, A
             "markets": markets,
             "dtype": c.dtype,
             "return_source": "ret_log_1d" if ret == "ret_log_1d" else "log1p(ret_1d)",
-            "market_stats": f"trailing {c.market_window} sessions strictly before t",
+            "market_stats": f"trailing {c.market_window} sessions ending {c.market_lag} before t",
         }
         write_json(out / "meta.json", {**meta, **stamp(cfg)})
         rec.rows_out = int(valid.sum())

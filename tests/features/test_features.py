@@ -261,7 +261,7 @@ def test_horizons_must_be_positive_and_present(tmp_path, horizons):
 
 
 def test_sector_and_market_are_the_master_row_valid_at_each_date():
-    from test_features_support import master
+    from market_tables import master
 
     t = tiny()
     days = sorted(t["equities_bars_daily"]["Date"].unique().to_list())

@@ -14,7 +14,7 @@ import polars as pl
 from kabuflow import telemetry
 from kabuflow.artifacts import atomic_write, read_json, stamp, write_json, write_parquet
 from kabuflow.config import Config, EvaluateConfig
-from kabuflow.evaluate import attribution, backtest, gate, metrics, report, scorecard, stitch
+from kabuflow.evaluate import attribution, backtest, gate, lookahead, metrics, report, scorecard, stitch
 from kabuflow.evaluate.gate import champion_uri, load_champion, promote
 from kabuflow.evaluate.report import summary_table
 from kabuflow.version import code_version
@@ -58,6 +58,7 @@ def evaluate(
         frame = pl.concat([test, oracle_rows]) if oracle_rows is not None else test
         disagree = stitch.label_disagreement(test)
         result, tables = _score(cfg.evaluate, frame, disagree)
+        result["lookahead"] = lookahead.check(frame, result["alarms"], cfg.evaluate.lookahead_min_margin)
         if signals := attribution.signal_attribution(frame, oracle):
             result["signal_attribution"] = signals
         result["data"] = _data(cfg, test, infos, [*data_dirs, *(p for p in (raw, features) if p)], disagree)

@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from kabuflow.evaluate import plots
+from kabuflow.evaluate import lookahead, plots
 from kabuflow.evaluate.attribution import ABOUT as ATTRIBUTION_ABOUT
 from kabuflow.evaluate.caveats import caveats
 from kabuflow.evaluate.metrics import DEFINITIONS, METRICS
@@ -247,6 +247,7 @@ def render_html(
             f'<h1>kabuflow — out-of-sample evaluation</h1><p class="meta">{_e(period)}</p>',
             "".join(f'<p class="caveat">⚠ {_e(c)}</p>' for c in caveats(data)),
             "<h2>Leakage alarms</h2>" + _alarms_html(metrics.get("alarms", [])),
+            lookahead.section(metrics.get("lookahead")),
             "<h2>Promotion gate</h2>" + _gate_html(metrics.get("gate", {})),
             "<h2>Summary</h2>" + _table(header, rows, classes),
             f'<p class="meta" id="dsr-note">{_e(deflation_note(data))}</p>',

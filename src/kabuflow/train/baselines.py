@@ -96,7 +96,9 @@ def _ridge(cfg: Config, panel: Panel, days: dict[str, np.ndarray], out: Path) ->
     for split in ("val", "test"):
         ts, ss = valid_rows(panel, days[split])
         xs = design(panel, ts, ss).astype(np.float64)
-        score = np.stack([xs @ np.asarray(c["coef"]) + c["intercept"] for c in coefs], 1)  # [R, H]
+        # A row-by-row product (einsum's own loop, not BLAS): a row's score must not depend on how many
+        # rows are scored with it, or the audit's panels cut after D would round differently.
+        score = np.stack([np.einsum("rf,f->r", xs, np.asarray(c["coef"])) + c["intercept"] for c in coefs], 1)
         preds[split] = {"t": ts, "s": ss, "score": score}
     write_json(
         out / "ridge.json",
