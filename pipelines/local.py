@@ -15,6 +15,7 @@ from pathlib import Path
 
 from kabuflow import redact
 from kabuflow.config import Config
+from pipelines.hpo import build_hpo_pipeline
 from pipelines.pipeline import build_pipeline
 
 
@@ -42,13 +43,16 @@ STAGE_OUTPUTS = {
 }
 
 
-def run_local(cfg: Config, out: Path) -> dict:
-    """Run the whole DAG locally, then lay the results and stage artifacts out under `out`."""
+def run_local(cfg: Config, out: Path, pipeline: str = "train") -> dict:
+    """Run the whole DAG (`pipeline`: "train" or "hpo") locally, then lay the results and stage
+    artifacts out under `out`."""
     out = out.resolve()
     if not cfg.evaluate.champion_uri:  # the champion outlives the run's fresh artifact folders
         cfg = dataclasses.replace(
             cfg, evaluate=dataclasses.replace(cfg.evaluate, champion_uri=str(out / "models" / "champion"))
         )
+    if pipeline == "hpo" and not cfg.hpo.storage:  # every worker task and the summary share one study
+        cfg = cfg.with_params({"hpo.storage": f"sqlite:///{out / 'optuna.db'}"})
     root = out / "kfp"
     root.mkdir(parents=True, exist_ok=True)
     # Folds train side by side: give each its share of the cores instead of oversubscribing them.
@@ -62,16 +66,34 @@ def run_local(cfg: Config, out: Path) -> dict:
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     t0 = time.perf_counter()
-    # No stage of this pipeline connects to the HPO database: its credentials stay out of every task.
+    # No stage of this pipeline connects to the HPO database with a password: credentials stay out of it.
     config = json.dumps(redact.tree(cfg.to_dict()), sort_keys=True)
-    task = build_pipeline(cfg, image="kabuflow:local")(config=config)
-    evaluation = Path(task.output.path)
+    build = build_hpo_pipeline if pipeline == "hpo" else build_pipeline
+    task = build(cfg, image="kabuflow:local")(config=config)
+    result = Path(task.output.path)
     seconds = time.perf_counter() - t0
-    for name in RESULTS:
-        shutil.copyfile(evaluation / name, out / name)
-    run_dir = evaluation.parents[1]
+    run_dir = result.parents[1]
     for task_name, output in STAGE_OUTPUTS.items():
         _link(run_dir / task_name / output, out / output)
+    if pipeline == "hpo":
+        _lay_out_hpo(result, out)
+        if not cfg.hpo.then_train:
+            print(f"\nhpo pipeline finished in {seconds:.0f} s; report: {out / 'hpo-report.html'}")
+            return json.loads((out / "hpo.json").read_text())
+        result = next(run_dir.glob("evaluate*/evaluation"))
+    return _lay_out_evaluation(result, out, seconds)
+
+
+def _lay_out_hpo(summary: Path, out: Path) -> None:
+    shutil.copyfile(summary / "hpo.json", out / "hpo.json")
+    shutil.copyfile(summary / "report.html", out / "hpo-report.html")
+    _link(summary, out / "hpo")
+    print((summary / "summary.md").read_text())
+
+
+def _lay_out_evaluation(evaluation: Path, out: Path, seconds: float) -> dict:
+    for name in RESULTS:
+        shutil.copyfile(evaluation / name, out / name)
     _link(evaluation, out / "evaluation")
     metrics = json.loads((out / "metrics.json").read_text())
     from kabuflow.evaluate.report import summary_table

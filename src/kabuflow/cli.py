@@ -17,6 +17,9 @@ from kabuflow.config import Config, ModelName, Source, load
 
 log = logging.getLogger("kabuflow")
 REMOTE = ("s3://", "gs://")
+# `--pipeline`: its name on the server (pipelineInfo.name) and the default compiled file.
+PIPELINES = {"kabuflow": "kabuflow", "hpo": "kabuflow-hpo", "audit": "kabuflow-audit"}
+PACKAGES = {"kabuflow": "pipeline.yaml", "hpo": "pipeline-hpo.yaml", "audit": "pipeline-audit.yaml"}
 
 
 @contextlib.contextmanager
@@ -65,7 +68,12 @@ def cmd_run(args: argparse.Namespace) -> None:
     """Whole pipeline through the KFP local runner."""
     from pipelines.local import run_local
 
-    run_local(_config(args), Path(args.out))
+    cfg = _config(args)
+    if args.hpo:  # the best trial's settings, and its trial count for the deflated Sharpe
+        from kabuflow.train.hpo import apply_best, read_best
+
+        cfg = apply_best(cfg, read_best(args.hpo))
+    run_local(cfg, Path(args.out), pipeline=args.pipeline)
 
 
 def cmd_audit(args: argparse.Namespace) -> None:
@@ -159,17 +167,28 @@ def cmd_hpo(args: argparse.Namespace) -> None:
 
     cfg = _config(args)
     with local_input(args.panel) as panel, local_input(args.graph) as graph:
-        result = run_hpo(
-            cfg, panel, graph, args.folds, args.trials, args.storage or cfg.hpo.storage, args.out
-        )
+        storage = args.storage or cfg.hpo.storage
+        result = run_hpo(cfg, panel, graph, args.folds, args.trials, storage, args.out, worker=args.worker)
     print(json.dumps(result, indent=1, default=str))
+
+
+def cmd_hpo_summary(args: argparse.Namespace) -> None:
+    """Best settings, trial table, importance and plots of a study."""
+    from kabuflow.train.hpo_summary import hpo_summary
+
+    cfg = _config(args)
+    if args.storage:
+        cfg = cfg.with_params({"hpo.storage": args.storage})
+    with local_output(args.out) as out:
+        hpo_summary(cfg, out)
+        print((Path(out) / "summary.md").read_text())
 
 
 def cmd_compile(args: argparse.Namespace) -> None:
     """Pipeline YAML for the cluster."""
     from pipelines.compile import compile_pipeline
 
-    path = compile_pipeline(_config(args), args.image, args.out, args.pipeline)
+    path = compile_pipeline(_config(args), args.image, args.out or PACKAGES[args.pipeline], args.pipeline)
     print(f"compiled {args.pipeline} pipeline {path} (image {args.image})")
 
 
@@ -178,7 +197,11 @@ def cmd_submit(args: argparse.Namespace) -> None:
     from pipelines.submit import submit
 
     result = submit(
-        host=args.host, package_path=args.package, experiment=args.experiment, recurring_cron=args.recurring
+        host=args.host,
+        package_path=args.package or PACKAGES[args.pipeline],
+        experiment=args.experiment,
+        recurring_cron=args.recurring,
+        pipeline=PIPELINES[args.pipeline],
     )
     print(result["url"])
 
@@ -221,7 +244,15 @@ def _parser() -> argparse.ArgumentParser:
         (("--end",), {}),
     ]
     req = {"required": True}
-    add("run", cmd_run, *src, (("--out",), {"default": "runs/local"}))
+    which = (("--pipeline",), {"choices": list(PIPELINES), "default": "kabuflow"})
+    add(
+        "run",
+        cmd_run,
+        *src,
+        (("--out",), {"default": "runs/local"}),
+        (("--pipeline",), {"choices": ["kabuflow", "hpo"], "default": "kabuflow"}),  # audit: `kabuflow audit`
+        (("--hpo",), {"metavar": "PATH|URI", "help": "hpo.json whose best settings and trial count to use"}),
+    )
     add("ingest", cmd_ingest, *src, (("--out",), req))
     cut = {"action": "append", "metavar": "D", "help": "cut date (repeatable); default: 3 over the range"}
     add("audit", cmd_audit, *src, (("--cut",), cut), (("--out",), {"default": "runs/audit"}))
@@ -269,15 +300,25 @@ def _parser() -> argparse.ArgumentParser:
         cmd_hpo,
         *trainer,
         (("--trials",), {"type": int, "required": True}),
-        (("--storage",), {"help": "optuna storage URL (sqlite:///..., postgresql://...)"}),
+        (
+            ("--storage",),
+            {"help": "sqlite:///... or postgresql://user@host/db (password: $KABUFLOW_HPO_DB_PASSWORD)"},
+        ),
+        (("--worker",), {"type": int, "default": 0, "help": "this worker's index: seeds its sampler apart"}),
         (("--out",), {"default": "runs/hpo"}),
+    )
+    add(
+        "hpo-summary",
+        cmd_hpo_summary,
+        (("--storage",), {"help": "the study's storage URL (default hpo.storage)"}),
+        (("--out",), req),
     )
     add(
         "compile",
         cmd_compile,
         (("--image",), req),
-        (("--out",), {"default": "pipeline.yaml"}),
-        (("--pipeline",), {"choices": ["kabuflow", "audit"], "default": "kabuflow"}),
+        (("--out",), {"help": "default pipeline[-hpo].yaml"}),
+        which,
     )
     add(
         "submit",
@@ -285,7 +326,8 @@ def _parser() -> argparse.ArgumentParser:
         (("--host",), req),
         (("--experiment",), {"default": "kabuflow"}),
         (("--recurring",), {"metavar": "CRON", "help": "6-field KFP cron, e.g. '0 0 3 * * *'"}),
-        (("--package",), {"default": "pipeline.yaml"}),
+        (("--package",), {"help": "default pipeline[-hpo].yaml"}),
+        which,
     )
     add(
         "predict",

@@ -239,13 +239,54 @@ class RidgeConfig:
 
 
 @dataclass(frozen=True)
+class SearchDim:
+    """One tuned setting: a list of choices, or a range [low, high], log-uniform when `log`.
+
+    A range over an integer setting draws integers. Values are checked against the tuned field's type."""
+
+    choices: tuple[Any, ...] = ()
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False
+
+
+def _default_space() -> dict[str, SearchDim]:
+    return {
+        "model.hidden": SearchDim(choices=(32, 64, 128)),  # the profiles scale it: local 16-64, a100 128-512
+        "model.dropout": SearchDim(low=0.0, high=0.3),
+        "model.input_norm": SearchDim(choices=("fan", "san", "none")),
+        "model.gat_layers": SearchDim(low=1, high=3),
+        "train.lr": SearchDim(low=3e-4, high=5e-3, log=True),
+        "train.weight_decay": SearchDim(low=1e-6, high=1e-2, log=True),
+        "train.rank_weight": SearchDim(low=0.0, high=2.0),
+    }
+
+
+# The study trains on one panel and graph, so only settings that act after them can be tuned.
+SEARCHABLE_SECTIONS = ("model", "train")
+
+
+@dataclass(frozen=True)
 class HPOConfig:
-    trials: int = 20
-    storage: str = ""  # "" = sqlite:///<out>/optuna.db ; postgresql://... in the cluster
+    trials: int = 20  # per `kabuflow hpo` process, i.e. per worker of the hpo pipeline
+    workers: int = 2  # hpo pipeline: hpo-worker tasks sharing one study
+    # "" = sqlite:///<out>/optuna.db locally (the hpo pipeline: one file for all workers); in the cluster
+    # postgresql+psycopg://optuna@optuna-db.kabuflow.svc:5432/optuna. Never a password: that comes from
+    # $KABUFLOW_HPO_DB_PASSWORD (a Kubernetes Secret), so it is in no artifact or compiled pipeline.
+    storage: str = ""
     study: str = "atft"
     epochs: int = 3
     fold: int = 0  # tune on this fold's train/val dates: they must precede every fold's test dates
     startup_trials: int = 5  # trials before the median pruner may prune
+    # A worker beats every heartbeat_seconds while it runs a trial; a RUNNING trial silent for
+    # grace_seconds belonged to a killed worker: the next worker to start a trial marks it FAIL and
+    # enqueues it again (at most max_retry times), so a preempted trial is neither lost nor counted twice.
+    heartbeat_seconds: int = 30
+    grace_seconds: int = 120
+    max_retry: int = 2
+    connect_deadline_seconds: float = 120.0  # retries with backoff while the database is unreachable
+    then_train: bool = False  # hpo pipeline: train and evaluate with the best trial's settings afterwards
+    space: dict[str, SearchDim] = field(default_factory=_default_space)
 
 
 @dataclass(frozen=True)
@@ -306,6 +347,7 @@ class PipelineConfig:
     pushgateway: str = ""  # e.g. http://pushgateway.kabuflow.svc:9091; set as PROMETHEUS_PUSHGATEWAY on tasks
     s3_secret: str = "kabuflow-s3"
     jquants_secret: str = "kabuflow-jquants"
+    optuna_secret: str = "kabuflow-optuna-db"  # key `password` -> $KABUFLOW_HPO_DB_PASSWORD on hpo tasks
 
 
 @dataclass(frozen=True)
@@ -361,12 +403,20 @@ class Config:
             section, _, name = key.strip().partition(".")
             if section not in tree or not isinstance(tree[section], dict):
                 raise ConfigError(f"unknown config section {section!r} in override {item!r}")
-            if name not in tree[section]:
+            head, _, entry = name.partition(".")
+            # A mapping setting takes one entry at a time: hpo.space.train.lr={low: 1e-4, high: 1e-2}
+            # replaces (or adds) that entry, hpo.space.train.lr=null removes it.
+            target, name = (
+                (tree[section][head], entry) if entry and head in tree[section] else (tree[section], name)
+            )
+            if not isinstance(target, dict) or (name not in target and target is tree[section]):
                 raise ConfigError(f"unknown config key {key.strip()!r}")
             try:
-                tree[section][name] = yaml.safe_load(raw) if raw.strip() else ""
+                target[name] = yaml.safe_load(raw) if raw.strip() else ""
             except (yaml.YAMLError, ValueError) as err:
                 raise ConfigError(f"{key.strip()}: cannot read {raw!r}: {err}") from None
+            if target[name] is None and target is not tree[section]:
+                del target[name]
         return from_dict(tree)
 
     def with_params(self, params: dict[str, Any]) -> Config:
@@ -390,6 +440,39 @@ def field_type(key: str) -> tuple[str, str, Any]:
     if name not in hints:
         raise ConfigError(f"unknown config key {key!r}")
     return section, name, hints[name]
+
+
+def _build_space(tree: Any, where: str) -> dict[str, SearchDim]:
+    """hpo.space: `{"section.key": {choices: [...]} | {low: a, high: b, log: bool}}`, typed per key."""
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{where}: expected a mapping of section.key to a range or choices, got {tree!r}")
+    return {key: _search_dim(spec, str(key), f"{where}.{key}") for key, spec in sorted(tree.items())}
+
+
+def _search_dim(spec: Any, key: str, where: str) -> SearchDim:
+    try:
+        section, _, tp = field_type(key)
+    except ConfigError:
+        raise ConfigError(f"{where}: {key!r} is not a config key") from None
+    if section not in SEARCHABLE_SECTIONS:
+        raise ConfigError(f"{where}: only model.* and train.* settings can be tuned (one panel and graph)")
+    known = {f.name for f in dataclasses.fields(SearchDim)}
+    if not isinstance(spec, dict) or set(spec) - known:
+        raise ConfigError(
+            f"{where}: expected {{choices: [...]}} or {{low: a, high: b, log: false}}, got {spec!r}"
+        )
+    choices, low, high = spec.get("choices") or (), spec.get("low", 0.0), spec.get("high", 0.0)
+    log = _coerce(spec.get("log", False), bool, f"{where}.log")
+    if choices:
+        if not isinstance(choices, list | tuple) or low or high or log:
+            raise ConfigError(f"{where}: give a list of choices or a low/high range, not both")
+        return SearchDim(choices=tuple(_coerce(c, tp, where) for c in choices))
+    if tp not in (int, float):
+        raise ConfigError(f"{where}: {key} is not a number, so it needs choices rather than a range")
+    low, high = _coerce(low, tp, f"{where}.low"), _coerce(high, tp, f"{where}.high")
+    if not low < high or (log and low <= 0):
+        raise ConfigError(f"{where}: needs low < high (and low > 0 when log), got {low!r}..{high!r}")
+    return SearchDim(low=low, high=high, log=log)
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -447,13 +530,24 @@ def _build(cls: type, tree: dict[str, Any], where: str) -> Any:
     for name, value in tree.items():
         tp = hints[name]
         key = f"{where}.{name}" if where else name
-        kwargs[name] = _build(tp, value, key) if dataclasses.is_dataclass(tp) else _coerce(value, tp, key)
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value, key)
+        elif typing.get_origin(tp) is dict:  # the one mapping setting: hpo.space
+            kwargs[name] = _build_space(value, key)
+        else:
+            kwargs[name] = _coerce(value, tp, key)
     return cls(**kwargs)
 
 
 def from_dict(tree: dict[str, Any]) -> Config:
     """Build a Config from a (possibly partial) nested dict; unknown keys are errors."""
     return _build(Config, tree, "")
+
+
+def from_json(config: str | dict[str, Any]) -> Config:
+    """A Config from a component's `config` parameter: JSON text, or the dict KFP's local runner makes
+    of JSON text that one task returns and a loop passes on (the hpo pipeline's best config)."""
+    return from_dict(config if isinstance(config, dict) else json.loads(config))
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

@@ -152,6 +152,9 @@ def test_metrics_json_follows_the_contract(run):
     assert met["gate"] == _strict_json(out / "gate.json")
     assert met["data"]["n_test_dates"] == 80 and met["data"]["n_codes"] == 24
     assert met["data"]["folds"] == [0, 1]
+    assert met["data"]["hpo_trials"] == 1 and met["data"]["dsr_trials"] == 2  # 1 configuration × 2 models
+    note = "DSR deflated for 2 trials (1 HPO trials × 2 models)"
+    assert note in (out / "report.md").read_text() and note in (out / "report.html").read_text()
 
 
 def test_scores_are_sane(run):

@@ -169,6 +169,16 @@ def test_factor_share_names_the_best_factor_per_horizon():
     assert "## Zero-parameter factors" in md and "| 20d | low_vol_60d | 0.092 | 0.08 | 1.15 |" in md
 
 
+def test_more_hpo_trials_deflate_the_sharpe_more():
+    """The deflated Sharpe is a PSR against the expected best of hpo_trials × models zero-skill trials."""
+    daily, pnl, _ = frames()
+    dsr = {k: scorecard.build(daily, pnl, hpo_trials=k)["atft"]["5d"] for k in (1, 20)}
+    models = len([m for m in scorecard.build(daily, pnl, 1) if m != "oracle"])
+    assert dsr[1]["dsr_trials"] == models and dsr[20]["dsr_trials"] == 20 * models
+    assert dsr[20]["dsr_sr0_daily"] > dsr[1]["dsr_sr0_daily"] and dsr[20]["dsr"] < dsr[1]["dsr"]
+    assert scorecard.dsr_trials(0, 3) == 3  # no search counts as one configuration
+
+
 def test_data_caveats_head_the_report():
     daily, pnl, dec = frames()
     met = scored(daily, pnl, dec, alarm=False)

@@ -177,6 +177,7 @@ def _data(
         "cost_bp": cfg.evaluate.cost_bp,
         "n_quantiles": cfg.evaluate.n_quantiles,
         "hpo_trials": cfg.evaluate.hpo_trials,
+        "dsr_trials": scorecard.dsr_trials(cfg.evaluate.hpo_trials, test["model"].n_unique()),
         "code_version": code_version(),
     }
     versions = sorted(

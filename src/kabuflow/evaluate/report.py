@@ -230,6 +230,14 @@ def _tables_html(metrics: dict[str, Any]) -> str:
     )
 
 
+def deflation_note(data: dict[str, Any]) -> str:
+    """What the DSR column was deflated for, e.g. "DSR deflated for 40 trials (8 HPO trials × 5 models)"."""
+    if "dsr_trials" not in data:
+        return ""
+    n, hpo = data["dsr_trials"], max(1, data.get("hpo_trials") or 1)
+    return f"DSR deflated for {n} trials ({hpo} HPO trials × {n // hpo} models)"
+
+
 def render_html(
     metrics: dict[str, Any], daily: pl.DataFrame, pnl: pl.DataFrame, deciles: pl.DataFrame
 ) -> str:
@@ -249,6 +257,7 @@ def render_html(
             lookahead.section(metrics.get("lookahead")),
             "<h2>Promotion gate</h2>" + _gate_html(metrics.get("gate", {})),
             "<h2>Summary</h2>" + _table(header, rows, classes),
+            f'<p class="meta" id="dsr-note">{_e(deflation_note(data))}</p>',
             _attribution_html(metrics),
             _factor_html(metrics),
             _figures_html(metrics, daily, pnl, deciles),
@@ -275,7 +284,7 @@ def render_markdown(metrics: dict[str, Any]) -> str:
         *[f"- {r}" for r in gate.get("reasons", [])],
         "",
     ]
-    lines += _md_table(header, rows)
+    lines += [*_md_table(header, rows), "", deflation_note(metrics.get("data", {}))]
     if metrics.get("signal_attribution"):
         header, rows, _ = _attribution_rows(metrics)
         lines += ["", "## Signal attribution", "", ATTRIBUTION_ABOUT, "", *_md_table(header, rows)]
