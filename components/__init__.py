@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from kfp import dsl
 
+from components.audit import audit
 from components.evaluate import evaluate, evaluate_all, promote
 from components.features import features
 from components.folds import folds
 from components.graph import graph
+from components.hpo import hpo_summary, hpo_worker
 from components.ingest import ingest
 from components.normalize import normalize
 from components.train_fold import train_fold, train_fold_trainjob
@@ -29,6 +31,9 @@ STAGES = (
     evaluate,
     evaluate_all,
     promote,
+    hpo_worker,
+    hpo_summary,
+    audit,
 )
 
 

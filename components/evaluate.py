@@ -60,15 +60,14 @@ def for_kfp(
     their output artifacts, and return (headline metrics to log, the gate's promote decision).
 
     Imports inside: compiling the pipeline imports this module, and needs none of the evaluate stage."""
-    import json
     import shutil
     from pathlib import Path
 
     from kabuflow.artifacts import read_json
-    from kabuflow.config import from_dict
+    from kabuflow.config import from_json
     from kabuflow.evaluate import evaluate as stage
 
-    manifest = stage(from_dict(json.loads(config_json)), dirs, out, raw=raw)
+    manifest = stage(from_json(config_json), dirs, out, raw=raw)
     shutil.copyfile(Path(out) / "report.html", report_path)
     shutil.copyfile(Path(out) / "report.md", summary_path)
     decision = bool(read_json(Path(out) / "gate.json")["promote"])

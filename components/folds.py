@@ -4,7 +4,7 @@ from kfp.dsl import Artifact, Input, Output
 
 
 def folds(config: str, panel: Input[Artifact], folds: Output[Artifact]) -> None:
-    """Walk-forward folds with embargo over the panel's dates, as JSON for every train-fold task."""
+    """Walk-forward folds with embargo over the panel's dates: folds.json and its manifest, for every train-fold task."""
     import json
 
     from kabuflow.config import from_dict

@@ -13,16 +13,13 @@ def train_fold(
     metrics: Output[Metrics],
 ) -> None:
     """One fold of one model kind: weights, validation/test predictions, history."""
-    import json
 
-    from kabuflow.config import from_dict
+    from kabuflow.config import from_json
     from kabuflow.train import train_fold as stage
 
     # spec = {"fold": k, "model": m}; the local runner may hand whole numbers back as floats (kfp #11004).
     fold, model = int(spec["fold"]), str(spec["model"])
-    manifest = stage(
-        from_dict(json.loads(config)), panel.path, graph.path, folds.path, fold, model, result.path
-    )
+    manifest = stage(from_json(config), panel.path, graph.path, folds.path, fold, model, result.path)
     result.metadata.update({"fold": fold, "model": model})
     for name, value in manifest.get("metrics", {}).items():
         if isinstance(value, int | float):
@@ -44,10 +41,10 @@ def train_fold_trainjob(
     import os
 
     from kabuflow import storage
-    from kabuflow.config import from_dict
+    from kabuflow.config import from_json
     from pipelines.trainjob import current_namespace, launch_trainjob, render_trainjob, trainjob_name
 
-    cfg = from_dict(json.loads(config))
+    cfg = from_json(config)
     fold, model = int(spec["fold"]), str(spec["model"])
     run_id = os.environ.get("KABUFLOW_RUN_ID", "run")
     # The trainer pods write to a scratch prefix; the launcher then uploads result.path as usual.

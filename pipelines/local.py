@@ -18,10 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kabuflow import telemetry
+from kabuflow import redact, telemetry
 from kabuflow.artifacts import write_json
 from kabuflow.config import Config, ConfigError
 from pipelines.console import Console, Plan
+from pipelines.hpo import build_hpo_pipeline
 from pipelines.pipeline import build_pipeline
 
 
@@ -51,9 +52,15 @@ STAGE_OUTPUTS = {
 
 
 def run_local(
-    cfg: Config, out: Path, runner: str = "subprocess", image: str = "", verbose: bool = False
+    cfg: Config,
+    out: Path,
+    runner: str = "subprocess",
+    image: str = "",
+    verbose: bool = False,
+    pipeline: str = "train",
 ) -> dict:
-    """Run the whole DAG locally, then lay the results and stage artifacts out under `out`.
+    """Run the whole DAG (`pipeline`: "train" or "hpo") locally, then lay the results and stage
+    artifacts out under `out`.
 
     runner: "subprocess" (every task a process on this machine) or "docker" (every task a container of
     `image`, pipelines/containers.py). Unless `verbose`, the runner's own stream goes to
@@ -65,6 +72,8 @@ def run_local(
         cfg = dataclasses.replace(
             cfg, evaluate=dataclasses.replace(cfg.evaluate, champion_uri=str(out / "models" / "champion"))
         )
+    if pipeline == "hpo" and not cfg.hpo.storage:  # every worker task and the summary share one study
+        cfg = cfg.with_params({"hpo.storage": f"sqlite:///{out / 'optuna.db'}"})
     root = out / "kfp"
     root.mkdir(parents=True, exist_ok=True)
     # Folds train side by side: give each its share of the cores instead of oversubscribing them.
@@ -82,19 +91,31 @@ def run_local(
     task_runner, image = _runner(runner, cfg, out, image, record)
     local.init(runner=task_runner, pipeline_root=str(root), raise_on_error=True)
     t0 = time.perf_counter()
-    pipeline = build_pipeline(cfg, image=image)
-    config = json.dumps(cfg.to_dict(), sort_keys=True)
+    build = build_hpo_pipeline if pipeline == "hpo" else build_pipeline
+    dag = build(cfg, image=image)
+    # No stage of this pipeline connects to the HPO database with a password: credentials stay out of it.
+    config = json.dumps(redact.tree(cfg.to_dict()), sort_keys=True)
     printer = builtins.print  # kfp indents task output by swapping print, racily across parallel tasks
     try:
         if verbose:
-            task = pipeline(config=config)
+            task = dag(config=config)
         else:
-            task = _quietly(lambda: pipeline(config=config), cfg, out, runner)
+            task = _quietly(lambda: dag(config=config), cfg, out, runner)
     finally:
         builtins.print = printer
     seconds = time.perf_counter() - t0
-    metrics = _lay_out(Path(task.output.path), out)
     write_json(out / "run.json", {**record, "image": image, "seconds": seconds, "finished": time.time()})
+    result = Path(task.output.path)
+    run_dir = result.parents[1]
+    for task_name, output in STAGE_OUTPUTS.items():
+        _link(run_dir / task_name / output, out / output)
+    if pipeline == "hpo":
+        _lay_out_hpo(result, out)
+        if not cfg.hpo.then_train:
+            print(f"\nhpo pipeline finished in {seconds:.0f} s; report: {out / 'hpo-report.html'}")
+            return json.loads((out / "hpo.json").read_text())
+        result = next(run_dir.glob("evaluate*/evaluation"))
+    metrics = _lay_out_evaluation(result, out)
     from kabuflow.evaluate.report import summary_table
 
     print(summary_table(metrics))
@@ -152,15 +173,38 @@ def _quietly(run: Callable[[], Any], cfg: Config, out: Path, runner: str) -> Any
             console.close_status()
 
 
-def _lay_out(evaluation: Path, out: Path) -> dict:
-    """Copy the results next to `out`, link each stage's artifact there; returns metrics.json."""
+def _lay_out_hpo(summary: Path, out: Path) -> None:
+    shutil.copyfile(summary / "hpo.json", out / "hpo.json")
+    shutil.copyfile(summary / "report.html", out / "hpo-report.html")
+    _link(summary, out / "hpo")
+    print((summary / "summary.md").read_text())
+
+
+def _lay_out_evaluation(evaluation: Path, out: Path) -> dict:
+    """Copy the results next to `out` and link the evaluation there; returns metrics.json."""
     for name in RESULTS:
         shutil.copyfile(evaluation / name, out / name)
-    run_dir = evaluation.parents[1]
-    for task_name, output in STAGE_OUTPUTS.items():
-        _link(run_dir / task_name / output, out / output)
     _link(evaluation, out / "evaluation")
     return json.loads((out / "metrics.json").read_text())
+
+
+def run_audit_local(cfg: Config, out: Path) -> dict:
+    """The audit pipeline through the same local runner; audit.json and audit.html are copied to `out`."""
+    from pipelines.audit import build_audit_pipeline
+
+    out = out.resolve()
+    (out / "kfp").mkdir(parents=True, exist_ok=True)
+    _hide_docker_dir()
+    from kfp import local
+
+    warnings.filterwarnings("ignore", module=r"kfp\.local\..*")
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out / "kfp"), raise_on_error=True
+    )
+    task = build_audit_pipeline(cfg, image="kabuflow:local")(config=json.dumps(cfg.to_dict(), sort_keys=True))
+    for name in ("audit.json", "audit.html"):
+        shutil.copyfile(Path(task.output.path) / name, out / name)
+    return json.loads((out / "audit.json").read_text())
 
 
 def _link(target: Path, link: Path) -> None:

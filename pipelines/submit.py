@@ -89,9 +89,11 @@ def submit(
     token: str | None = None,
     version_name: str | None = None,
     namespace: str | None = None,
+    pipeline: str | None = None,
 ) -> dict[str, str]:
     """Upload `package_path` as pipeline version `version_name` (default: the git SHA) and start a run in
     `experiment`, or, with `recurring_cron`, a recurring run (one at a time, no catch-up backfill).
+    `pipeline`, when given, is the name the package must hold (a guard against submitting the wrong file).
 
     Returns ids and `url`, the run's (or schedule's) page in the KFP dashboard."""
     import kfp
@@ -100,6 +102,10 @@ def submit(
         _check_cron(recurring_cron)
     package_path = str(package_path)
     name = pipeline_name(package_path)
+    if pipeline and name != pipeline:  # e.g. --pipeline hpo with the training pipeline's file
+        raise ConfigError(
+            f"{package_path} holds pipeline {name!r}, not {pipeline!r}: compile it with --pipeline"
+        )
     version_name = version_name or default_version_name()
     host = host.rstrip("/")
     with warnings.catch_warnings():  # kfp warns on every Client() that it needs a v2 backend; we target one

@@ -6,8 +6,9 @@
    (relative error of the quantiles), and every output finite;
 2. a whole fold fit on CUDA (panel on the GPU, day batches sliced there, bf16, checkpoint per epoch)
    twice with the same seed: histories finite, final weights compared;
-3. throughput of the `a100` profile (4,000 stocks a day) eager and with torch.compile, with the mean
-   NVML GPU utilisation over the timed epoch, and of `local` on one CPU thread beside it.
+3. throughput of the `a100` profile (4,000 stocks a day) in each variant of `VARIANTS` (eager, days
+   stacked per step, torch.compile, CUDA graphs on the padded temporal encoder), with the mean NVML GPU
+   utilisation over the timed epoch and the ratio to eager, and of `local` on one CPU thread beside it.
 
 Writes OUT_DIR/gpu_check.json and prints a short table last. The figures go into the README by hand.
 """
@@ -88,14 +89,44 @@ def fold_fit() -> dict:
     }
 
 
+# Today's loop first, then each change of issue #19 alone and together: one day per step with the
+# host reading the finite-loss flag once an epoch (the loop's default now), four days stacked into one
+# forward (fewer, larger kernels; a different optimisation path, so a throughput figure only), and the
+# temporal encoder compiled with CUDA graphs on stocks padded to a multiple of 256.
+VARIANTS = {
+    "a100_eager": ["train.compile=false"],
+    "a100_stack4": ["train.compile=false", "train.days_per_step=4", "train.stack_days=true"],
+    "a100_compile": ["train.compile=true"],
+    "a100_cudagraphs": ["train.compile=true", "train.compile_mode=reduce-overhead", "train.pad_stocks=256"],
+    "a100_cudagraphs_stack4": [
+        "train.compile=true",
+        "train.compile_mode=reduce-overhead",
+        "train.pad_stocks=256",
+        "train.days_per_step=4",
+        "train.stack_days=true",
+    ],
+}
+
+
 def throughput() -> dict:
-    """Stock-days per second of a100 on CUDA, eager and compiled, and of local on one CPU thread."""
+    """Stock-days per second and mean NVML busy of a100 on CUDA for each variant, side by side, and of
+    local on one CPU thread."""
     out = {"params_local": n_params(ATFTGATFAN(load("local").model, N_FEATURES, 4))}
     out["params_a100"] = n_params(ATFTGATFAN(load("a100").model, N_FEATURES, 4))
-    for name, sets in (("a100_eager", ["train.compile=false"]), ("a100_compile", ["train.compile=true"])):
+    for name, sets in VARIANTS.items():
         t0 = time.perf_counter()
-        out[name] = measure(load("a100", sets), 4000, 100, torch.device("cuda"))
+        try:
+            out[name] = measure(load("a100", sets), 4000, 100, torch.device("cuda"))
+        except Exception as e:  # one variant failing (a compile error) must not hide the others
+            out[name] = {"error": f"{type(e).__name__}: {e}"}
         out[name]["seconds_incl_compile"] = round(time.perf_counter() - t0, 1)
+        print(name, json.dumps(out[name], default=str), flush=True)
+    base = out["a100_eager"].get("train_stock_days_per_s")
+    for name in VARIANTS:
+        got = out[name].get("train_stock_days_per_s")
+        busy = out[name].get("gpu_utilization_pct")
+        ratio = f"{got / base:5.2f}x" if got and base else "    -"
+        print(f"{name:<26}{got or '-':>10} stock-days/s {ratio}  busy {busy if busy is not None else '-'} %")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     out["local_cpu_1thread"] = measure(load("local", ["train.threads=1"]), 400, 40, torch.device("cpu"))

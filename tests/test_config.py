@@ -50,7 +50,7 @@ def test_overrides_are_typed():
         ),
         (
             "pipeline.models=[atft,lgbm]",
-            "pipeline.models must be one of atft, lightgbm, ridge, reversal_5d, momentum_60d, got 'lgbm'",
+            "pipeline.models must be one of atft, lightgbm, ridge, reversal_5d, momentum_60d, low_vol_60d, got 'lgbm'",
         ),
         (
             "pipeline.trainjob_overrides=podOverrides",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 
 import pytest
 
 from kabuflow.config import Config, ConfigError, FoldsConfig
 from kabuflow.folds import Fold, build_folds, fold_index, make_folds, read_folds, sessions_needed, write_folds
+from kabuflow.manifest import seal
 
 
 def _sessions(n: int) -> list[dt.date]:
@@ -82,7 +84,8 @@ def test_json_round_trip_and_iso_strings(tmp_path):
     assert [Fold.from_dict(f.to_dict()) for f in folds] == folds
     write_folds(tmp_path / "folds.json", folds)
     assert read_folds(tmp_path / "folds.json") == folds
-    assert read_folds(tmp_path) == folds
+    seal(tmp_path, "folds")
+    assert read_folds(tmp_path) == folds  # a folds stage output directory, checked against its manifest
     with pytest.raises(ValueError, match="unknown keys"):
         Fold.from_dict({**folds[0].to_dict(), "extra": 1})
 
@@ -91,11 +94,15 @@ def test_build_folds_reads_panel_meta(tmp_path):
     (tmp_path / "panel").mkdir()
     meta = {"dates": [d.isoformat() for d in _sessions(1200)], "horizons": [1, 5, 10, 20]}
     (tmp_path / "panel" / "meta.json").write_text(json.dumps(meta))
-    (tmp_path / "out").mkdir()
+    panel = seal(tmp_path / "panel", "normalize")
     folds = build_folds(Config(), tmp_path / "panel", tmp_path / "out")
-    assert read_folds(tmp_path / "out" / "folds.json") == folds
+    assert read_folds(tmp_path / "out" / "folds.json") == folds == read_folds(tmp_path / "out")
     written = json.loads((tmp_path / "out" / "folds.json").read_text())
-    assert written["max_horizon"] == 20 and "code_version" in written
+    assert written["max_horizon"] == 20
+    stamp = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert "code_version" in stamp and stamp["n_folds"] == len(folds)
+    panel_sha = hashlib.sha256((tmp_path / "panel" / "manifest.json").read_bytes()).hexdigest()
+    assert stamp["lineage"] == {"normalize": panel_sha} and panel["stage"] == "normalize"
     assert folds[0].train_end == meta["dates"][519]  # 1200 - 1180 + 500 training sessions
 
 
@@ -110,6 +117,7 @@ def test_lookback_is_checked_against_the_panel(tmp_path, lookback, message):
     (tmp_path / "panel").mkdir()
     meta = {"dates": [d.isoformat() for d in _sessions(1200)], "horizons": [1, 5, 10, 20]}
     (tmp_path / "panel" / "meta.json").write_text(json.dumps(meta))
+    seal(tmp_path / "panel", "normalize")
     with pytest.raises(ConfigError, match=message):
         build_folds(
             Config().with_overrides([f"model.lookback={lookback}"]), tmp_path / "panel", tmp_path / "f.json"

@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from kabuflow.config import Config, ConfigError
-from kabuflow.graph import graph, pairwise_corr
+from kabuflow.correlations import pairwise_corr
+from kabuflow.graph import graph
+from kabuflow.manifest import seal
 
 # Orthogonal zero-mean +-1 Walsh vectors: correlations of their combinations are cosines.
 A = np.array([1, -1, 1, -1, 1, -1, 1, -1.0])
@@ -46,6 +48,7 @@ def _panel(path, r, valid=None, sector=None, market=None):
         "horizons": [1, 5, 10, 20],
     }
     (path / "meta.json").write_text(json.dumps(meta))
+    seal(path, "normalize")
     return path
 
 

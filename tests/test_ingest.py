@@ -12,6 +12,7 @@ from raw_files import BARS_CSV, cfg_for, make_dir
 
 from kabuflow import calendar, schema, telemetry
 from kabuflow.ingest import ingest
+from kabuflow.manifest import open_dir, seal
 from kabuflow.schema import SchemaError
 
 
@@ -19,6 +20,7 @@ def test_ingest_writes_tables_and_manifest(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "fins_summary.parquet").write_bytes(b"stale: from an earlier jquants run")
+    seal(out, "ingest")  # a complete earlier output: replaced as a unit, its extra table goes with it
     manifest = ingest(cfg_for(make_dir(tmp_path / "raw")), out)
     assert not (out / "fins_summary.parquet").exists()
     assert manifest == json.loads((out / "manifest.json").read_text())
@@ -58,17 +60,19 @@ def test_ingest_writes_tables_and_manifest(tmp_path):
     ]
 
 
-def test_failed_ingest_leaves_no_manifest(tmp_path):
+def test_failed_ingest_leaves_the_old_output_whole(tmp_path):
     root = make_dir(tmp_path / "raw")
     out = tmp_path / "out"
     ingest(cfg_for(root), out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
     (root / "equities_bars_daily.csv").write_text(
         BARS_CSV.replace("2024-01-10,9984,52", "2024-01-10,9984,x52")
     )
     with pytest.raises(SchemaError, match="column 'O'"):
         ingest(cfg_for(root), out)
-    assert not (out / "manifest.json").exists()  # the old manifest no longer vouches for this directory
-    assert not list(out.glob("*.tmp"))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the old output, untouched
+    assert open_dir(out).manifest["source"] == "files"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "raw"]  # no partial directory, no .tmp
 
 
 def test_rows_up_to_d_do_not_move_when_later_data_changes(tmp_path):

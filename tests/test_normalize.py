@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 
 import numpy as np
@@ -11,6 +10,7 @@ import polars as pl
 import pytest
 
 from kabuflow.config import Config, ConfigError
+from kabuflow.manifest import ArtifactError, seal
 from kabuflow.normalize import load_panel, nanmedian, normalize, rank_gauss, robust_z, trailing_z
 from kabuflow.schema import SchemaError
 
@@ -61,7 +61,7 @@ def _write(path, rows):
     schema |= {f["name"]: pl.Float32 for f in MANIFEST} | {f"y_{h}d": pl.Float64 for h in (1, 5, 10, 20)}
     df = pl.DataFrame(rows, schema=schema).sort("code", "date")
     df.write_parquet(path / "features.parquet")
-    (path / "manifest.json").write_text(json.dumps({"features": MANIFEST, "families_absent": []}))
+    seal(path, "features", {"features": MANIFEST, "families_absent": []})
     return path
 
 
@@ -208,5 +208,8 @@ def test_errors_name_the_problem(tmp_path):
     with pytest.raises(ConfigError, match="normalize.clip"):
         normalize(_cfg(**{"normalize.clip": 0}), features, tmp_path / "p")
     pl.read_parquet(features / "features.parquet").drop("val_x").write_parquet(features / "features.parquet")
+    with pytest.raises(ArtifactError, match=r"/f: features.parquet has \d+ bytes, manifest.json says"):
+        normalize(_cfg(), features, tmp_path / "p")  # altered behind its manifest's back
+    seal(features, "features", {"features": MANIFEST, "families_absent": []})
     with pytest.raises(SchemaError, match="val_x"):
         normalize(_cfg(), features, tmp_path / "p")

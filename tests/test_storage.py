@@ -5,13 +5,19 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
+from servers import LoopbackServer, SilentServer, free_port, pipe
 
 from kabuflow import storage
+from kabuflow.config import StorageConfig
+from kabuflow.manifest import ArtifactError, seal
 
 MB = 1024 * 1024
 
@@ -135,9 +141,9 @@ def test_stage_directory_roundtrip(backend, request, tmp_path):
     root = str(tmp_path / "remote") if backend == "local" else request.getfixturevalue(backend)
     src = tmp_path / "stage"
     (src / "nested").mkdir(parents=True)
-    (src / "manifest.json").write_text('{"rows": 3}')
     (src / "table.parquet").write_bytes(b"PAR1" + bytes(range(256)) * 10)
     (src / "nested" / "x.npy").write_bytes(b"\x93NUMPY")
+    seal(src, "ingest", {"rows": 3})
     uris = storage.upload_dir(src, storage.join(root, "runs", "r1", "ingest"))
     assert uris[-1].endswith("/manifest.json")  # last: its presence means the directory is complete
     got = storage.download_dir(storage.join(root, "runs", "r1", "ingest"), tmp_path / "copy")
@@ -150,43 +156,21 @@ def test_stage_directory_roundtrip(backend, request, tmp_path):
         assert (tmp_path / "copy" / rel).read_bytes() == (src / rel).read_bytes()
 
 
-class FlakyProxy:
+class FlakyProxy(LoopbackServer):
     """TCP proxy that resets the first `drops` connections, then forwards: a real network hiccup."""
 
     def __init__(self, target: tuple[str, int], drops: int):
-        self.target, self.drops, self.accepted = target, drops, 0
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.target, self.drops = target, drops
+        super().__init__()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            if self.accepted <= self.drops:
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                conn.close()  # RST: connection reset by peer
-                continue
-            up = socket.create_connection(self.target)
-            for a, b in ((conn, up), (up, conn)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(a: socket.socket, b: socket.socket) -> None:
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+    def handle(self, conn: socket.socket) -> None:
+        if self.accepted <= self.drops:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            conn.close()  # RST: connection reset by peer
+            return
+        up = socket.create_connection(self.target)
+        for a, b in ((conn, up), (up, conn)):
+            threading.Thread(target=pipe, args=(a, b), daemon=True).start()
 
 
 def test_s3_survives_reset_connections(s3, seaweed, monkeypatch):
@@ -196,7 +180,7 @@ def test_s3_survives_reset_connections(s3, seaweed, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
     assert storage.read_bytes(storage.join(s3, "flaky", "obj")) == b"payload"
     assert proxy.accepted >= 3  # two resets, then a connection that got through
-    proxy.sock.close()
+    proxy.close()
 
 
 def test_split_and_errors():
@@ -213,10 +197,81 @@ def test_split_and_errors():
 def test_tls_switch_is_explicit(monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "minio.example:9000")
     monkeypatch.setenv("S3_USE_TLS", "false")
-    assert storage._s3_settings()[:2] == ("minio.example:9000", False)
+    assert storage.s3_settings()[:2] == ("minio.example:9000", False)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "https://minio.example")
     monkeypatch.delenv("S3_USE_TLS")
-    assert storage._s3_settings()[:2] == ("minio.example", True)
+    assert storage.s3_settings()[:2] == ("minio.example", True)
     monkeypatch.setenv("S3_USE_TLS", "perhaps")
     with pytest.raises(storage.StorageError, match="S3_USE_TLS"):
-        storage._s3_settings()
+        storage.s3_settings()
+
+
+@pytest.fixture
+def silent(monkeypatch):
+    server = SilentServer()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "any-key")  # never checked: the server never answers
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "any-secret")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    yield server
+    server.close()
+    storage.configure(StorageConfig())
+
+
+def test_a_silent_endpoint_fails_within_the_deadline_naming_it(silent):
+    """Each attempt waits read_timeout, then backs off; the deadline (not minio's 5 min x 5) ends it."""
+    storage.configure(StorageConfig(connect_timeout=1, read_timeout=0.2, deadline=1.5, attempts=50))
+    with pytest.raises(storage.StorageError) as err:
+        storage.read_bytes("s3://kabuflow/raw/manifest.json")
+    msg = str(err.value)
+    assert f"endpoint 127.0.0.1:{silent.port}" in msg and "storage.deadline=1.5s" in msg and "\n" not in msg
+    attempts = int(re.search(r"failed (\d+) attempt", msg).group(1))
+    assert attempts == silent.accepted  # one connection per attempt: no hidden client-side retries
+    assert 1 <= attempts < 50  # the deadline stopped it, not the attempt budget
+    assert "ReadTimeoutError" in msg
+
+
+def test_no_server_at_all_gives_up_after_the_attempts(monkeypatch):
+    port = free_port()  # nothing listens here: connection refused
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    storage.configure(StorageConfig(attempts=3, deadline=60))
+    try:
+        with pytest.raises(storage.StorageError, match=rf"endpoint 127.0.0.1:{port} failed 3 attempt\(s\)"):
+            storage.exists("s3://kabuflow/x")
+    finally:
+        storage.configure(StorageConfig())
+
+
+def test_a_stage_checks_it_can_write_before_it_computes(silent, tmp_path):
+    """`kabuflow ingest --out s3://...` against a silent endpoint: one line naming it, exit 1, and the
+    source never ran (the probe write comes first)."""
+    cmd = [sys.executable, "-m", "kabuflow.cli", *"ingest --source synthetic --out s3://kabuflow/raw".split()]
+    cmd += ["--set", "storage.read_timeout=0.2", "--set", "storage.deadline=1", "--set", "storage.attempts=3"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("kabuflow ingest: StorageError: write s3://kabuflow/raw/.kabuflow-write-probe-")
+    assert f"endpoint 127.0.0.1:{silent.port}" in last and "storage.deadline=1s" in last
+    assert "synthetic" not in proc.stdout and "rows" not in proc.stdout  # nothing was computed
+
+
+@pytest.mark.parametrize("backend", ["s3", "gcs", "local"])
+def test_republishing_a_prefix_removes_stale_objects_and_downloads_verify(backend, request, tmp_path):
+    root = str(tmp_path / "remote") if backend == "local" else request.getfixturevalue(backend)
+    uri = storage.join(root, "runs", "republish", "raw")
+    first, second = tmp_path / "first", tmp_path / "second"
+    for d, names in ((first, ["a.parquet", "topix.parquet"]), (second, ["a.parquet", "b.parquet"])):
+        d.mkdir()
+        for n in names:
+            (d / n).write_bytes(f"{d.name}:{n}".encode())
+        seal(d, "ingest")
+    storage.upload_dir(first, uri)
+    storage.upload_dir(second, uri)
+    names = [u.rsplit("/", 1)[1] for u in storage.list(storage.join(uri, ""))]
+    assert names == ["a.parquet", "b.parquet", "manifest.json"]  # topix.parquet of the first run is gone
+    got = storage.download_dir(uri, tmp_path / "copy")
+    assert (tmp_path / "copy" / "a.parquet").read_bytes() == b"second:a.parquet"
+    assert sorted(p.name for p in got) == names
+    storage.write_bytes(storage.join(uri, "b.parquet"), b"second:b.parqueX")  # replaced behind its back
+    with pytest.raises(ArtifactError, match=r"republish/raw: b.parquet does not match manifest.json"):
+        storage.download_dir(uri, tmp_path / "again")

@@ -183,3 +183,19 @@ def test_stage_events_reach_stderr_only_when_asked(monkeypatch, capsys):
     assert event["kind"] == "stage" and event["stage"] == "train-fold" and event["failed"] is False
     assert (event["fold"], event["model"], event["rows_out"]) == ("1", "atft", 10)
     assert event["extra"] == {"test_rank_ic": 0.0521}
+
+
+def test_profile_file_gets_one_line_per_stage_with_cpu_and_rss(monkeypatch, tmp_path):
+    monkeypatch.delenv("PROMETHEUS_PUSHGATEWAY", raising=False)
+    path = tmp_path / "profile.jsonl"
+    monkeypatch.setenv("KABUFLOW_PROFILE", str(path))
+    with telemetry.stage("graph", label="all") as rec:
+        rec.rows_in = 7
+        sum(i * i for i in range(200_000))  # some CPU to count
+    with pytest.raises(ValueError), telemetry.stage("train-fold", label="atft/1"):
+        raise ValueError("boom")
+    first, second = (json.loads(line) for line in path.read_text().splitlines())
+    assert first["stage"] == "graph" and first["label"] == "all" and first["rows_in"] == 7
+    assert first["cpu_seconds"] > 0 and first["peak_rss_gb"] > 0.01 and not first["failed"]
+    assert first["seconds"] == pytest.approx(rec.seconds)
+    assert second["label"] == "atft/1" and second["failed"]

@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kabuflow import redact
 from kabuflow.config import Config
 from kabuflow.version import code_version
 
+TMP_NAME = re.compile(r"^\..+\.tmp$")  # atomic_write's temporaries: never listed, never published
+
 
 def stamp(cfg: Config, **extra: Any) -> dict[str, Any]:
-    """Provenance for an artifact: the resolved config, the code version, and stage-specific extras."""
-    return {"code_version": code_version(), "config": cfg.stamped(), **extra}
+    """Provenance for an artifact: the resolved config (credentials masked, cluster section left out),
+    the code version, and stage-specific extras."""
+    return {"code_version": code_version(), "config": redact.tree(cfg.stamped()), **extra}
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:

@@ -13,10 +13,13 @@ import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from kabuflow.config import Config, Source, load
+from kabuflow.config import Config, ModelName, Source, load
 
 log = logging.getLogger("kabuflow")
 REMOTE = ("s3://", "gs://")
+# `--pipeline`: its name on the server (pipelineInfo.name) and the default compiled file.
+PIPELINES = {"kabuflow": "kabuflow", "hpo": "kabuflow-hpo", "audit": "kabuflow-audit"}
+PACKAGES = {"kabuflow": "pipeline.yaml", "hpo": "pipeline-hpo.yaml", "audit": "pipeline-audit.yaml"}
 
 
 @contextlib.contextmanager
@@ -28,46 +31,74 @@ def local_input(uri: str) -> Iterator[str]:
     from kabuflow import storage
 
     with tempfile.TemporaryDirectory(prefix="kabuflow-in-") as tmp:
-        storage.download_dir(uri, tmp)
+        storage.download_dir(uri, tmp)  # the listed files only, each checked against the manifest
         yield tmp
 
 
 @contextlib.contextmanager
 def local_output(uri: str) -> Iterator[str]:
-    """A local directory to write into; for a remote `uri` it is uploaded only after the stage succeeds."""
+    """A local directory to write into; for a remote `uri` it is uploaded only after the stage succeeds,
+    and checked for writability before the stage computes anything."""
     if not uri.startswith(REMOTE):
         Path(uri.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
         yield uri.removeprefix("file://")
         return
     from kabuflow import storage
 
+    storage.check_writable(uri)
     with tempfile.TemporaryDirectory(prefix="kabuflow-out-") as tmp:
-        yield tmp
-        storage.upload_dir(tmp, uri)
+        yield str(Path(tmp) / "out")
+        storage.upload_dir(Path(tmp) / "out", uri)
 
 
 def _config(args: argparse.Namespace) -> Config:
+    from kabuflow import storage
+
     sets = list(args.set or [])
     for flag in ("source", "path", "start", "end"):
         value = getattr(args, flag, None)
         if value:
             sets.append(f"data.{flag}={value}")
-    return load(args.profile, sets)
+    cfg = load(args.profile, sets)
+    storage.configure(cfg.storage)  # timeouts and verify policy for the downloads before the stage
+    return cfg
 
 
 def cmd_run(args: argparse.Namespace) -> None:
     """Whole pipeline through a KFP local runner (subprocesses, or containers of the project image)."""
     from pipelines.local import run_local
 
-    run_local(_config(args), Path(args.out), args.runner, args.image, args.verbose)
+    cfg = _config(args)
+    if args.hpo:  # the best trial's settings, and its trial count for the deflated Sharpe
+        from kabuflow.train.hpo import apply_best, read_best
+
+        cfg = apply_best(cfg, read_best(args.hpo))
+    run_local(cfg, Path(args.out), args.runner, args.image, args.verbose, pipeline=args.pipeline)
+
+
+def cmd_audit(args: argparse.Namespace) -> None:
+    """Look-ahead audit: rerun the stages on the data cut after each D; exit 2 when a value moved."""
+    from kabuflow.audit import audit
+    from kabuflow.audit.report import text
+
+    cfg = _config(args)
+    if args.cut:
+        cfg = cfg.with_overrides([f"audit.cuts=[{', '.join(args.cut)}]"])
+    with local_output(args.out) as out:
+        report = audit(cfg, out)
+    print(text(report, cfg.audit.worst))
+    print(f"audit: wrote {args.out}/audit.json and audit.html")
+    if not report["passed"]:
+        raise SystemExit(2)
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:
     """Raw tables from one source."""
     from kabuflow.ingest import ingest
 
+    cfg = _config(args)  # first: it sets the storage timeouts the output's writability probe uses
     with local_output(args.out) as out:
-        m = ingest(_config(args), out)
+        m = ingest(cfg, out)
     print(f"ingest {m['source']} {m['start']}..{m['end']} -> {args.out}")
     for name, info in m["tables"].items():
         print(f"  {name:<28} {info['rows']:>10,} rows")
@@ -80,10 +111,11 @@ def _stage(module: str, name: str, *inputs: str) -> Callable[[argparse.Namespace
         import importlib
 
         stage = getattr(importlib.import_module(module), name)
+        cfg = _config(args)
         with contextlib.ExitStack() as stack:
-            dirs = [stack.enter_context(local_input(getattr(args, i))) for i in inputs]
             out = stack.enter_context(local_output(args.out))
-            stage(_config(args), *dirs, out)
+            dirs = [stack.enter_context(local_input(getattr(args, i))) for i in inputs]
+            stage(cfg, *dirs, out)
         print(f"{name}: wrote {args.out}")
 
     run.__doc__ = f"{module}.{name}"
@@ -94,13 +126,25 @@ def cmd_train_fold(args: argparse.Namespace) -> None:
     """One fold × one model."""
     from kabuflow.train import train_fold
 
+    cfg = _config(args)
     with (
+        local_output(args.out) as out,
         local_input(args.panel) as panel,
         local_input(args.graph) as graph,
-        local_output(args.out) as out,
+        local_input(args.folds) as folds,
     ):
-        m = train_fold(_config(args), panel, graph, args.folds, args.fold, args.model, out)
+        m = train_fold(cfg, panel, graph, folds, args.fold, args.model, out)
     print(json.dumps(m.get("metrics", {}), indent=1, default=str))
+
+
+def cmd_ablate(args: argparse.Namespace) -> None:
+    """ATFT variants (lookback 1, no graph, no rank term, each target) on the same folds and seeds."""
+    from kabuflow.ablate import ablate, markdown
+
+    names = tuple(n for n in (args.variants or "").split(",") if n)
+    with local_input(args.panel) as panel, local_input(args.graph) as graph, local_output(args.out) as out:
+        result = ablate(_config(args), panel, graph, args.folds, out, args.seeds, names)
+    print(markdown(result))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -108,11 +152,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from kabuflow.evaluate import evaluate
     from kabuflow.evaluate.report import summary_table
 
+    cfg = _config(args)
     with contextlib.ExitStack() as stack:
+        out = stack.enter_context(local_output(args.out))
         dirs = [stack.enter_context(local_input(p)) for p in args.predictions]
         raw = stack.enter_context(local_input(args.raw)) if args.raw else None
-        out = stack.enter_context(local_output(args.out))
-        evaluate(_config(args), dirs, out, raw=raw)
+        evaluate(cfg, dirs, out, raw=raw)
         print(summary_table(json.loads((Path(out) / "metrics.json").read_text())))
 
 
@@ -122,18 +167,29 @@ def cmd_hpo(args: argparse.Namespace) -> None:
 
     cfg = _config(args)
     with local_input(args.panel) as panel, local_input(args.graph) as graph:
-        result = run_hpo(
-            cfg, panel, graph, args.folds, args.trials, args.storage or cfg.hpo.storage, args.out
-        )
+        storage = args.storage or cfg.hpo.storage
+        result = run_hpo(cfg, panel, graph, args.folds, args.trials, storage, args.out, worker=args.worker)
     print(json.dumps(result, indent=1, default=str))
+
+
+def cmd_hpo_summary(args: argparse.Namespace) -> None:
+    """Best settings, trial table, importance and plots of a study."""
+    from kabuflow.train.hpo_summary import hpo_summary
+
+    cfg = _config(args)
+    if args.storage:
+        cfg = cfg.with_params({"hpo.storage": args.storage})
+    with local_output(args.out) as out:
+        hpo_summary(cfg, out)
+        print((Path(out) / "summary.md").read_text())
 
 
 def cmd_compile(args: argparse.Namespace) -> None:
     """Pipeline YAML for the cluster."""
     from pipelines.compile import compile_pipeline
 
-    path = compile_pipeline(_config(args), args.image, args.out)
-    print(f"compiled {path} (image {args.image})")
+    path = compile_pipeline(_config(args), args.image, args.out or PACKAGES[args.pipeline], args.pipeline)
+    print(f"compiled {args.pipeline} pipeline {path} (image {args.image})")
 
 
 def cmd_submit(args: argparse.Namespace) -> None:
@@ -141,7 +197,11 @@ def cmd_submit(args: argparse.Namespace) -> None:
     from pipelines.submit import submit
 
     result = submit(
-        host=args.host, package_path=args.package, experiment=args.experiment, recurring_cron=args.recurring
+        host=args.host,
+        package_path=args.package or PACKAGES[args.pipeline],
+        experiment=args.experiment,
+        recurring_cron=args.recurring,
+        pipeline=PIPELINES[args.pipeline],
     )
     print(result["url"])
 
@@ -184,6 +244,7 @@ def _parser() -> argparse.ArgumentParser:
         (("--end",), {}),
     ]
     req = {"required": True}
+    which = (("--pipeline",), {"choices": list(PIPELINES), "default": "kabuflow"})
     add(
         "run",
         cmd_run,
@@ -192,8 +253,12 @@ def _parser() -> argparse.ArgumentParser:
         (("--runner",), {"choices": ["subprocess", "docker"], "default": "subprocess"}),
         (("--image",), {"default": "", "help": "--runner docker: default localhost/kabuflow:cpu-<sha>"}),
         (("--verbose",), {"action": "store_true", "help": "stream the KFP runner's full log"}),
+        (("--pipeline",), {"choices": ["kabuflow", "hpo"], "default": "kabuflow"}),  # audit: `kabuflow audit`
+        (("--hpo",), {"metavar": "PATH|URI", "help": "hpo.json whose best settings and trial count to use"}),
     )
     add("ingest", cmd_ingest, *src, (("--out",), req))
+    cut = {"action": "append", "metavar": "D", "help": "cut date (repeatable); default: 3 over the range"}
+    add("audit", cmd_audit, *src, (("--cut",), cut), (("--out",), {"default": "runs/audit"}))
     add("features", _stage("kabuflow.features", "features", "raw"), (("--raw",), req), (("--out",), req))
     add(
         "normalize",
@@ -211,9 +276,20 @@ def _parser() -> argparse.ArgumentParser:
         (("--fold",), {"type": int, "required": True}),
         (
             ("--model",),
-            {"required": True, "choices": ["atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d"]},
+            {
+                "required": True,
+                "choices": list(typing.get_args(ModelName)),
+            },
         ),
         (("--out",), req),
+    )
+    add(
+        "ablate",
+        cmd_ablate,
+        *trainer,
+        (("--seeds",), {"type": int, "default": 3}),
+        (("--variants",), {"help": "comma-separated subset (default: all); configured always runs"}),
+        (("--out",), {"default": "runs/ablate"}),
     )
     add(
         "evaluate",
@@ -227,17 +303,34 @@ def _parser() -> argparse.ArgumentParser:
         cmd_hpo,
         *trainer,
         (("--trials",), {"type": int, "required": True}),
-        (("--storage",), {"help": "optuna storage URL (sqlite:///..., postgresql://...)"}),
+        (
+            ("--storage",),
+            {"help": "sqlite:///... or postgresql://user@host/db (password: $KABUFLOW_HPO_DB_PASSWORD)"},
+        ),
+        (("--worker",), {"type": int, "default": 0, "help": "this worker's index: seeds its sampler apart"}),
         (("--out",), {"default": "runs/hpo"}),
     )
-    add("compile", cmd_compile, (("--image",), req), (("--out",), {"default": "pipeline.yaml"}))
+    add(
+        "hpo-summary",
+        cmd_hpo_summary,
+        (("--storage",), {"help": "the study's storage URL (default hpo.storage)"}),
+        (("--out",), req),
+    )
+    add(
+        "compile",
+        cmd_compile,
+        (("--image",), req),
+        (("--out",), {"help": "default pipeline[-hpo].yaml"}),
+        which,
+    )
     add(
         "submit",
         cmd_submit,
         (("--host",), req),
         (("--experiment",), {"default": "kabuflow"}),
         (("--recurring",), {"metavar": "CRON", "help": "6-field KFP cron, e.g. '0 0 3 * * *'"}),
-        (("--package",), {"default": "pipeline.yaml"}),
+        (("--package",), {"help": "default pipeline[-hpo].yaml"}),
+        which,
     )
     add(
         "predict",
@@ -253,8 +346,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run one command; any error becomes a one-line message and exit status 1."""
+    from kabuflow import redact
+
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    redact.install_log_filter()
     try:
         args.func(args)
     except KeyboardInterrupt:
@@ -263,7 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - the CLI's contract: one line, non-zero status
         if os.environ.get("KABUFLOW_DEBUG"):
             raise
-        print(f"kabuflow {args.command}: {type(err).__name__}: {err}", file=sys.stderr)
+        # redact: an exception may carry a URL password or a header value (an API key with a CR/LF)
+        line = " ".join(redact.text(f"{type(err).__name__}: {err}").split())
+        print(f"kabuflow {args.command}: {line}", file=sys.stderr)
         return 1
     return 0
 

@@ -16,7 +16,7 @@ import yaml
 
 HORIZONS: tuple[int, ...] = (1, 5, 10, 20)
 # The model kinds train-fold knows (kabuflow.train.MODELS is this list).
-ModelName = Literal["atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d"]
+ModelName = Literal["atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d", "low_vol_60d"]
 # Where ingest reads from (kabuflow.ingest.SOURCES maps each to its module).
 Source = Literal["synthetic", "jquants", "files"]
 
@@ -52,6 +52,13 @@ class SyntheticConfig:
     pead: float = 0.014
     volume_shock: float = 0.012
     vol_interaction: float = 0.014
+    low_risk: float = 0.01  # expected return falls with the stock's slow volatility level
+    # Right skew of the idiosyncratic shocks, growing with volatility (zero mean: not in the oracle):
+    # the weight of the skewed component is skew x (conditional vol / median long-run idio vol), <= 0.9.
+    skew: float = 0.5
+    # Lottery premium: expected daily return rises by lottery x (long-run idio vol - median): with skew,
+    # paid in the right tail, so volatile stocks' mean rises while their median falls (as on the TSE).
+    lottery: float = 0.05
     # Data faults planted into the bars with known answers (sources/synthetic_plants.py): this many missed
     # splits and as many bad prints, for checking the ingest guard. 0 = none (the market as simulated).
     plant_bad_moves: int = 0
@@ -94,6 +101,10 @@ class NormalizeConfig:
     clip: float = 5.0
     market_window: int = 252
     market_min_periods: int = 60
+    # Sessions between the end of the market features' trailing window and t: 1 = strictly past (a shock
+    # never dilutes its own yardstick), 0 includes t. A negative lag reaches |lag| sessions into the
+    # future: a leak, allowed only so that `kabuflow audit` can be shown catching it (it warns).
+    market_lag: int = 1
     dtype: Literal["float16", "float32"] = "float32"
     # A stock-day is `valid` when it has a row and at least this share of its stock features is present.
     min_valid_share: float = 0.5
@@ -114,7 +125,7 @@ class GraphConfig:
     shrinkage: float = 0.1
     sector_edges: int = 0  # same-sector neighbours per node (most correlated first); 0 = none
     every: int = 5  # sessions between correlation updates; dates in between keep the last pairs
-    threads: int = 1  # torch intra-op threads for the per-date loop; 0 = torch's default (all cores)
+    threads: int = 0  # torch intra-op threads for the graph stage; 0 = every core the process may use
 
 
 @dataclass(frozen=True)
@@ -168,6 +179,9 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool = True
     compile: bool = False
+    # default: the whole model, dynamic shapes; reduce-overhead | max-autotune (CUDA graphs): the temporal part
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
+    pad_stocks: int = 0  # pad a forward's stocks to a multiple of this: fixed shapes for CUDA graphs
     shuffle_labels: bool = False  # control run: labels permuted within each day
     # 0 = the whole cross-section. A random subset cuts the graph too (a stock keeps ~k/N of its
     # neighbours), and on the synthetic market that costs the graph its edge: prefer fewer days instead.
@@ -176,10 +190,21 @@ class TrainConfig:
     # of the local profile inside make run's budget (fewer, fresher days per epoch also scored better).
     days_per_epoch: int = 80
     days_per_step: int = 1  # days whose mean loss makes one optimizer step (per rank under DDP)
+    stack_days: bool = (
+        False  # a step's days in one forward, as one graph of disjoint days (GPU: fewer launches)
+    )
+    check_every: int = 0  # steps between host reads of the on-device non-finite-loss flag; 0 = once an epoch
     ema_decay: float = 0.0  # >0: validate, keep and return an exponential moving average of the weights
     val_stride: int = 2  # early stopping scores every val_stride-th validation day (all are predicted)
+    # With patience <= 0 and no pruning, only the last epoch is validated (the others' scores were read
+    # by nothing: a quarter of an ATFT fold's CPU on the local profile); true: every epoch, for history.
+    validate_every_epoch: bool = False
     rank_temperature: float = 0.1  # soft-rank sigmoid temperature, in cross-sectional std units
     threads: int = 1  # torch/LightGBM CPU threads (1: folds train side by side on the local runner); 0 = all
+    # What every model fits (kabuflow.train.targets): rank = Gaussianised per-date rank of the raw label, z =
+    # per-date z-score, raw = the return itself. Evaluation always scores the raw label. rank by default:
+    # the metric is a rank correlation and real returns are right-skewed (docs/baselines.md).
+    target: Literal["rank", "z", "raw"] = "rank"
 
 
 @dataclass(frozen=True)
@@ -190,23 +215,78 @@ class LightGBMConfig:
     min_child_samples: int = 200
     feature_fraction: float = 0.8
     bagging_fraction: float = 0.8
-    early_stopping_rounds: int = 20
-    max_train_rows: int = 300_000  # seeded subsample of train stock-days (binning + rounds scale with it)
+    # l2 | l1 (quantile 0.5: the median) | lambdarank (per-date groups, relevance = lambdarank_bins
+    # per-date quantile bins of the target, linear gains).
+    objective: Literal["l2", "l1", "lambdarank"] = "l2"
+    lambdarank_bins: int = 10
+    # Early stopping on the validation mean daily RankIC (the metric the models are judged on, not the
+    # L2 of the target): stop after early_stopping_rounds rounds without a better one, but never keep
+    # fewer than min_rounds (validation RankIC on 120 days moves by +-0.01, and L2 stopping kept one tree
+    # at 10d and 20d on real data). 0 = off: all rounds.
+    early_stopping_rounds: int = 50
+    min_rounds: int = 50
+    # Cap on train stock-days, sampled by whole dates (seeded), so every kept date is a full cross-
+    # section as in evaluation; binning and rounds scale with it. 300k is ~1/12 of jpx-2463's train rows.
+    max_train_rows: int = 300_000
 
 
 @dataclass(frozen=True)
 class RidgeConfig:
-    alpha: float = 10.0
+    # Penalty per training row: alpha = penalty x n_rows (the features are ~unit variance, so X'X grows
+    # with n and an unscaled alpha vanishes on millions of rows). The one with the best validation mean
+    # daily RankIC is kept, per horizon.
+    penalties: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
+@dataclass(frozen=True)
+class SearchDim:
+    """One tuned setting: a list of choices, or a range [low, high], log-uniform when `log`.
+
+    A range over an integer setting draws integers. Values are checked against the tuned field's type."""
+
+    choices: tuple[Any, ...] = ()
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False
+
+
+def _default_space() -> dict[str, SearchDim]:
+    return {
+        "model.hidden": SearchDim(choices=(32, 64, 128)),  # the profiles scale it: local 16-64, a100 128-512
+        "model.dropout": SearchDim(low=0.0, high=0.3),
+        "model.input_norm": SearchDim(choices=("fan", "san", "none")),
+        "model.gat_layers": SearchDim(low=1, high=3),
+        "train.lr": SearchDim(low=3e-4, high=5e-3, log=True),
+        "train.weight_decay": SearchDim(low=1e-6, high=1e-2, log=True),
+        "train.rank_weight": SearchDim(low=0.0, high=2.0),
+    }
+
+
+# The study trains on one panel and graph, so only settings that act after them can be tuned.
+SEARCHABLE_SECTIONS = ("model", "train")
 
 
 @dataclass(frozen=True)
 class HPOConfig:
-    trials: int = 20
-    storage: str = ""  # "" = sqlite:///<out>/optuna.db ; postgresql://... in the cluster
+    trials: int = 20  # per `kabuflow hpo` process, i.e. per worker of the hpo pipeline
+    workers: int = 2  # hpo pipeline: hpo-worker tasks sharing one study
+    # "" = sqlite:///<out>/optuna.db locally (the hpo pipeline: one file for all workers); in the cluster
+    # postgresql+psycopg://optuna@optuna-db.kabuflow.svc:5432/optuna. Never a password: that comes from
+    # $KABUFLOW_HPO_DB_PASSWORD (a Kubernetes Secret), so it is in no artifact or compiled pipeline.
+    storage: str = ""
     study: str = "atft"
     epochs: int = 3
     fold: int = 0  # tune on this fold's train/val dates: they must precede every fold's test dates
     startup_trials: int = 5  # trials before the median pruner may prune
+    # A worker beats every heartbeat_seconds while it runs a trial; a RUNNING trial silent for
+    # grace_seconds belonged to a killed worker: the next worker to start a trial marks it FAIL and
+    # enqueues it again (at most max_retry times), so a preempted trial is neither lost nor counted twice.
+    heartbeat_seconds: int = 30
+    grace_seconds: int = 120
+    max_retry: int = 2
+    connect_deadline_seconds: float = 120.0  # retries with backoff while the database is unreachable
+    then_train: bool = False  # hpo pipeline: train and evaluate with the best trial's settings afterwards
+    space: dict[str, SearchDim] = field(default_factory=_default_space)
 
 
 @dataclass(frozen=True)
@@ -220,8 +300,22 @@ class EvaluateConfig:
     gate_alpha: float = 0.10
     champion_uri: str = ""  # "" = <out>/../models/champion; s3:// and gs:// via kabuflow.storage
     leak_rank_ic_1d: float = 0.10
+    # Statistical look-ahead check (evaluate/lookahead.py): a model is flagged when its score's loading on
+    # r(t+1) beats every baseline's and factor's by more than max(this, their range).
+    lookahead_min_margin: float = 0.01
     hpo_trials: int = 1  # counted into the deflated Sharpe
     control_seed: int = 0  # shuffled-label control: permutation seed
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    # Cut dates (ISO; a non-session rolls back to the last session before it); empty = three cuts at
+    # 1/4, 1/2 and 3/4 of the data's sessions.
+    cuts: tuple[str, ...] = ()
+    worst: int = 5  # columns listed per stage and cut in the printed table and the HTML
+    keep: bool = False  # keep each cut's raw/features/panel/graph (a full copy per cut) after comparing
+    scores: bool = True  # compare the models' scores too (trains one ATFT fold and fits every baseline)
+    models: tuple[ModelName, ...] = ()  # the models whose scores are compared; empty = pipeline.models
 
 
 @dataclass(frozen=True)
@@ -253,6 +347,20 @@ class PipelineConfig:
     pushgateway: str = ""  # e.g. http://pushgateway.kabuflow.svc:9091; set as PROMETHEUS_PUSHGATEWAY on tasks
     s3_secret: str = "kabuflow-s3"
     jquants_secret: str = "kabuflow-jquants"
+    optuna_secret: str = "kabuflow-optuna-db"  # key `password` -> $KABUFLOW_HPO_DB_PASSWORD on hpo tasks
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Object-store clients and artifact checks (kabuflow.storage, kabuflow.manifest)."""
+
+    connect_timeout: float = 10.0  # seconds to open a connection to the S3/GCS endpoint
+    read_timeout: float = 30.0  # seconds of silence on an open connection before the attempt fails
+    # Seconds per operation (one object) after which no new attempt starts; a transfer in progress is
+    # bounded by read_timeout instead, so a large upload on a slow link is never cut off mid-way.
+    deadline: float = 300.0
+    attempts: int = 5  # tries per operation on transient errors, within the deadline
+    verify: Literal["auto", "hash", "size"] = "auto"  # inputs: sizes always, sha256 up to 256 MiB (auto)
 
 
 @dataclass(frozen=True)
@@ -271,7 +379,9 @@ class Config:
     ridge: RidgeConfig = field(default_factory=RidgeConfig)
     hpo: HPOConfig = field(default_factory=HPOConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists) for artifacts and KFP parameters."""
@@ -293,12 +403,20 @@ class Config:
             section, _, name = key.strip().partition(".")
             if section not in tree or not isinstance(tree[section], dict):
                 raise ConfigError(f"unknown config section {section!r} in override {item!r}")
-            if name not in tree[section]:
+            head, _, entry = name.partition(".")
+            # A mapping setting takes one entry at a time: hpo.space.train.lr={low: 1e-4, high: 1e-2}
+            # replaces (or adds) that entry, hpo.space.train.lr=null removes it.
+            target, name = (
+                (tree[section][head], entry) if entry and head in tree[section] else (tree[section], name)
+            )
+            if not isinstance(target, dict) or (name not in target and target is tree[section]):
                 raise ConfigError(f"unknown config key {key.strip()!r}")
             try:
-                tree[section][name] = yaml.safe_load(raw) if raw.strip() else ""
+                target[name] = yaml.safe_load(raw) if raw.strip() else ""
             except (yaml.YAMLError, ValueError) as err:
                 raise ConfigError(f"{key.strip()}: cannot read {raw!r}: {err}") from None
+            if target[name] is None and target is not tree[section]:
+                del target[name]
         return from_dict(tree)
 
     def with_params(self, params: dict[str, Any]) -> Config:
@@ -322,6 +440,39 @@ def field_type(key: str) -> tuple[str, str, Any]:
     if name not in hints:
         raise ConfigError(f"unknown config key {key!r}")
     return section, name, hints[name]
+
+
+def _build_space(tree: Any, where: str) -> dict[str, SearchDim]:
+    """hpo.space: `{"section.key": {choices: [...]} | {low: a, high: b, log: bool}}`, typed per key."""
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{where}: expected a mapping of section.key to a range or choices, got {tree!r}")
+    return {key: _search_dim(spec, str(key), f"{where}.{key}") for key, spec in sorted(tree.items())}
+
+
+def _search_dim(spec: Any, key: str, where: str) -> SearchDim:
+    try:
+        section, _, tp = field_type(key)
+    except ConfigError:
+        raise ConfigError(f"{where}: {key!r} is not a config key") from None
+    if section not in SEARCHABLE_SECTIONS:
+        raise ConfigError(f"{where}: only model.* and train.* settings can be tuned (one panel and graph)")
+    known = {f.name for f in dataclasses.fields(SearchDim)}
+    if not isinstance(spec, dict) or set(spec) - known:
+        raise ConfigError(
+            f"{where}: expected {{choices: [...]}} or {{low: a, high: b, log: false}}, got {spec!r}"
+        )
+    choices, low, high = spec.get("choices") or (), spec.get("low", 0.0), spec.get("high", 0.0)
+    log = _coerce(spec.get("log", False), bool, f"{where}.log")
+    if choices:
+        if not isinstance(choices, list | tuple) or low or high or log:
+            raise ConfigError(f"{where}: give a list of choices or a low/high range, not both")
+        return SearchDim(choices=tuple(_coerce(c, tp, where) for c in choices))
+    if tp not in (int, float):
+        raise ConfigError(f"{where}: {key} is not a number, so it needs choices rather than a range")
+    low, high = _coerce(low, tp, f"{where}.low"), _coerce(high, tp, f"{where}.high")
+    if not low < high or (log and low <= 0):
+        raise ConfigError(f"{where}: needs low < high (and low > 0 when log), got {low!r}..{high!r}")
+    return SearchDim(low=low, high=high, log=log)
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -379,13 +530,24 @@ def _build(cls: type, tree: dict[str, Any], where: str) -> Any:
     for name, value in tree.items():
         tp = hints[name]
         key = f"{where}.{name}" if where else name
-        kwargs[name] = _build(tp, value, key) if dataclasses.is_dataclass(tp) else _coerce(value, tp, key)
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value, key)
+        elif typing.get_origin(tp) is dict:  # the one mapping setting: hpo.space
+            kwargs[name] = _build_space(value, key)
+        else:
+            kwargs[name] = _coerce(value, tp, key)
     return cls(**kwargs)
 
 
 def from_dict(tree: dict[str, Any]) -> Config:
     """Build a Config from a (possibly partial) nested dict; unknown keys are errors."""
     return _build(Config, tree, "")
+
+
+def from_json(config: str | dict[str, Any]) -> Config:
+    """A Config from a component's `config` parameter: JSON text, or the dict KFP's local runner makes
+    of JSON text that one task returns and a loop passes on (the hpo pipeline's best config)."""
+    return from_dict(config if isinstance(config, dict) else json.loads(config))
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

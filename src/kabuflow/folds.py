@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from kabuflow import telemetry
-from kabuflow.artifacts import read_json, stamp, write_json
+from kabuflow import manifest, telemetry
+from kabuflow.artifacts import read_json, write_json
 from kabuflow.config import Config, ConfigError, FoldsConfig
 
 SPLITS = ("train", "val", "test")
@@ -144,20 +144,39 @@ def write_folds(path: str | Path, folds: list[Fold], extra: dict[str, Any] | Non
     return write_json(path, {"folds": [f.to_dict() for f in folds], **(extra or {})})
 
 
-# Where folds come from: a folds file or the directory holding folds.json, or the Fold objects (or their
-# dicts, the items a KFP ParallelFor hands over) themselves.
+# Where folds come from: a folds stage output directory or its folds.json, a bare folds file, or the
+# Fold objects (or their dicts, the items a KFP ParallelFor hands over) themselves.
 FoldsLike = str | Path | list[Fold] | list[dict[str, Any]]
 
 
 def read_folds(folds: FoldsLike) -> list[Fold]:
-    """Folds from a file written by write_folds (or a bare JSON list), from `path/folds.json`, or from a
-    list of Fold objects or their dicts (the items a KFP ParallelFor hands over)."""
+    """Folds from a folds stage output directory (verified against its manifest), from a file written by
+    write_folds (or a bare JSON list), or from a list of Fold objects or their dicts (the items a KFP
+    ParallelFor hands over)."""
     if not isinstance(folds, str | Path):
         return [f if isinstance(f, Fold) else Fold.from_dict(f) for f in folds]
-    path = Path(folds)
-    obj = read_json(path / "folds.json" if path.is_dir() else path)
+    art = _artifact(folds)
+    obj = read_json(art.file("folds.json") if art else folds)
     items = obj["folds"] if isinstance(obj, dict) else obj
     return [Fold.from_dict(d) for d in items]
+
+
+def _artifact(path: str | Path) -> manifest.Artifact | None:
+    """The folds stage output holding `path` (the directory, or its folds.json), verified; None for a
+    folds file outside any stage output."""
+    path = Path(path)
+    if path.is_dir():
+        return manifest.open_dir(path)
+    if path.name == "folds.json" and (path.parent / manifest.MANIFEST).is_file():
+        return manifest.open_dir(path.parent)
+    return None
+
+
+def folds_lineage(folds: FoldsLike) -> dict[str, str]:
+    """The lineage of a folds output (stage -> manifest sha256, its own under "folds" last); {} for a
+    bare file or an in-memory list, which carry none."""
+    art = _artifact(folds) if isinstance(folds, str | Path) else None
+    return art.lineage if art else {}
 
 
 def read_fold(folds: FoldsLike, k: int) -> Fold:
@@ -180,17 +199,15 @@ def fold_days(fold: Fold, dates: list[dt.date] | list[str]) -> dict[str, np.ndar
 
 
 def build_folds(cfg: Config, panel: str | Path, out: str | Path) -> list[Fold]:
-    """The folds stage: folds over the panel's sessions, written to `out` (a file, or out/folds.json when
-    `out` is an existing directory, as the CLI makes it). max_horizon = the panel's longest horizon."""
-    with telemetry.stage("folds") as rec:
-        meta = read_json(Path(panel) / "meta.json")
+    """The folds stage: folds over the panel's sessions, written as out/folds.json with its manifest.
+    max_horizon = the panel's longest horizon."""
+    with manifest.output(cfg, out, "folds") as w, telemetry.stage("folds") as rec:
+        meta = read_json(w.read("panel", panel).file("meta.json"))
         rec.rows_in = len(meta["dates"])
         max_h = max(meta.get("horizons") or cfg.features.horizons)
         check_lookback(cfg.model.lookback, len(meta["dates"]))
         folds = make_folds(cfg.folds, meta["dates"], max_h)
-        path = Path(out) / "folds.json" if Path(out).is_dir() else Path(out)
-        write_folds(
-            path, folds, {"max_horizon": max_h, "sessions": len(meta["dates"]), **stamp(cfg, stage="folds")}
-        )
+        write_folds(w.dir / "folds.json", folds, {"max_horizon": max_h, "sessions": len(meta["dates"])})
+        w.commit({"n_folds": len(folds), "max_horizon": max_h, "sessions": len(meta["dates"])})
         rec.rows_out = len(folds)
     return folds

@@ -5,20 +5,20 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
-from kabuflow import telemetry
+from kabuflow import manifest, telemetry
 from kabuflow.artifacts import atomic_write, stamp, write_json
 from kabuflow.config import Config, ConfigError, GraphConfig
-from kabuflow.normalize import load_panel, save_npy
+from kabuflow.correlations import correlations, pairwise_corr, torch_threads
+from kabuflow.normalize import cross_sum, load_panel, save_npy
 
 ATTRS = ("rho", "same_sector", "same_market")
-REL_VAR = 1e-5  # float32: a pair's variance under this share of its sum of squares is a constant series
 
 MIN_SECTOR = 3  # a sector with fewer valid stocks in a session falls back to the market mean there
 
@@ -34,60 +34,17 @@ def _check_cfg(g: GraphConfig) -> None:
         raise ConfigError("graph.top_k, graph.sector_edges and graph.threads must be >= 0")
 
 
-def _masked_rows(x: torch.Tensor, m: torch.Tensor, rows: torch.Tensor, min_obs: int) -> torch.Tensor:
-    """Pairwise-complete Pearson rho of columns `rows` against every column: [len(rows), n].
-
-    Each pair uses only the sessions both observed: with xc = x centred by its own mean and 0 where
-    missing, counts = M_r^T M, sums = Xc_r^T M, M_r^T Xc, squares likewise, cross = Xc_r^T Xc.
-    """
-    xc = torch.where(m, x - torch.nanmean(x, 0), 0.0)
-    mf = m.to(x.dtype)
-    a, b = xc[:, rows], mf[:, rows]
-    cnt = b.T @ mf
-    si, sj, sij = a.T @ mf, b.T @ xc, a.T @ xc
-    sii, sjj = (a * a).T @ mf, b.T @ (xc * xc)
-    cnt_ = cnt.clamp(min=1)
-    vi, vj = sii - si * si / cnt_, sjj - sj * sj / cnt_
-    # Centring by the own mean keeps the cancellation small; a (near-)constant pair stays NaN.
-    ok = (cnt >= min_obs) & (vi > REL_VAR * sii) & (vj > REL_VAR * sjj)
-    rho = (sij - si * sj / cnt_) / torch.sqrt(vi.clamp(min=1e-30) * vj.clamp(min=1e-30))
-    return torch.where(ok, rho.clamp(-1.0, 1.0), torch.nan)
-
-
-def pairwise_corr(x: torch.Tensor, min_obs: int) -> torch.Tensor:
-    """Pearson correlation of the columns of x [W, n] (NaN = missing) over pairwise-complete sessions.
-
-    NaN where a pair shares fewer than `min_obs` sessions or a series is constant; NaN diagonal.
-    Columns observed on every session (the common case) take one standardized matrix product Z^T Z;
-    only the rows and columns of the rest go through the masked products (`_masked_rows`).
-    """
-    w, n = x.shape
-    m = torch.isfinite(x)
-    cnt = m.sum(0)
-    varies = torch.where(m, x, -torch.inf).amax(0) > torch.where(m, x, torch.inf).amin(0)
-    full = (cnt == w) & (w >= min_obs) & varies
-    xf = torch.where(full, x, 0.0)
-    sd = xf.std(0, correction=0).clamp(min=1e-30)
-    # A NaN column in z makes its whole row and column of Z^T Z NaN: no masking pass over [n, n].
-    z = torch.where(full, (xf - xf.mean(0)) / (sd * w**0.5), torch.nan)
-    rho = z.T @ z  # [n, n]
-    part = torch.nonzero(~full & (cnt >= min_obs) & varies).flatten()
-    if len(part):
-        rows = _masked_rows(x, m, part, min_obs)
-        rho[part] = rows
-        rho[:, part] = rows.T
-        rho[part[:, None], part] = (rows[:, part] + rows[:, part].T) / 2  # exactly symmetric
-    rho.fill_diagonal_(torch.nan)
-    return rho
-
-
-def _corr_edges(rho_s: torch.Tensor, g: GraphConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each node's top_k neighbours by |rho_shrunk|, kept when |rho_shrunk| >= threshold (directed)."""
+def _corr_edges(
+    rho_s: torch.Tensor, g: GraphConfig, score: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each node's top_k neighbours by |rho_shrunk|, kept when |rho_shrunk| >= threshold (directed).
+    score: |rho_s| with -1 where NaN, when the caller has it already."""
     n = rho_s.shape[0]
     k = min(g.top_k, n - 1)
     if k <= 0:
         return torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
-    score = torch.nan_to_num_(rho_s.abs(), nan=-1.0)
+    if score is None:
+        score = torch.nan_to_num_(rho_s.abs(), nan=-1.0)
     vals, idx = torch.topk(score, k, dim=1)
     keep = vals >= g.threshold
     return torch.arange(n)[:, None].expand(n, k)[keep], idx[keep]
@@ -121,18 +78,28 @@ def _sector_edges(
 def date_edges(
     r_window: np.ndarray, sector: np.ndarray, market: np.ndarray, g: GraphConfig
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One date's graph among n nodes: pairs [2, E] (local indices, both directions, sorted by
-    (source, target)) and attr [E, 3] = (rho_shrunk or 0 if unknown, same_sector, same_market).
+    """One date's graph from its window, recomputed from scratch (the reference `build` method).
 
     r_window: [W, n] returns of the window's sessions (the last row is the date itself, never later).
     """
-    n = r_window.shape[1]
+    rho = pairwise_corr(torch.from_numpy(np.asarray(r_window, dtype=np.float32)), g.min_obs)
+    return rho_edges(rho * (1 - g.shrinkage), sector, market, g)
+
+
+def rho_edges(
+    rho_s: torch.Tensor,
+    sector: np.ndarray,
+    market: np.ndarray,
+    g: GraphConfig,
+    score: torch.Tensor | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One date's graph among n nodes from their shrunk rho [n, n]: pairs [2, E] (local indices, both
+    directions, sorted by (source, target)) and attr [E, 3] = (rho_shrunk or 0 if unknown, same_sector,
+    same_market)."""
+    n = rho_s.shape[0]
     if n == 0:
         return np.zeros((2, 0), dtype=np.int64), np.zeros((0, len(ATTRS)), dtype=np.float32)
-    rho_s = pairwise_corr(torch.from_numpy(np.asarray(r_window, dtype=np.float32)), g.min_obs) * (
-        1 - g.shrinkage
-    )
-    cs, cd = _corr_edges(rho_s, g)
+    cs, cd = _corr_edges(rho_s, g, score)
     ss, sd = _sector_edges(rho_s, sector, g.sector_edges)
     src = torch.cat([cs, cd, ss, sd]).numpy()
     dst = torch.cat([cd, cs, sd, ss]).numpy()  # both directions of every chosen pair
@@ -196,22 +163,6 @@ def _assemble(out: Path, spool: dict[str, BinaryIO], n_edges: int) -> None:
     atomic_write(out / "edge_attr.npy", write_attr)
 
 
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run with n torch intra-op threads (0: leave as is), restored on exit.
-
-    One date's products are small, and more threads than free cores spin-wait: on a loaded 2-core box
-    200 dates of 60 stocks took 1.7 s with 1 thread and 58 s with 2. A CPU-limited pod sees the same.
-    """
-    old = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def market_residual(r: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """R minus each session's equal-weight mean over the stocks valid with a return that session.
 
@@ -223,7 +174,7 @@ def market_residual(r: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """
     r = np.where(valid & np.isfinite(r), r, np.nan).astype(np.float32)
     count = np.isfinite(r).sum(axis=1, keepdims=True)
-    mean = np.nansum(r, axis=1, keepdims=True) / np.maximum(count, 1)
+    mean = cross_sum(r, 1, keepdims=True) / np.maximum(count, 1)  # same sum whatever the code axis holds
     return r - mean
 
 
@@ -255,7 +206,13 @@ def sector_residual(r: np.ndarray, valid: np.ndarray, sector: np.ndarray) -> np.
 
 
 def build(
-    r: np.ndarray, valid: np.ndarray, sector: np.ndarray, market: np.ndarray, g: GraphConfig, out: Path
+    r: np.ndarray,
+    valid: np.ndarray,
+    sector: np.ndarray,
+    market: np.ndarray,
+    g: GraphConfig,
+    out: Path,
+    method: str = "rolling",
 ) -> np.ndarray:
     """Write edge_index/edge_attr for every date into `out`; returns offsets [T + 1].
 
@@ -271,12 +228,15 @@ def build(
         r = market_residual(r, valid)
     elif g.residual == "sector":
         r = sector_residual(r, valid, sector)
+    # Every core by default: the rolling step spreads its tiles over them (`RollingCorr`), and the
+    # reference's products are large at real N. 0 = all the cores this process may use.
     with _spool(out) as spool, torch_threads(g.threads):
+        recomputed = correlations(r, valid, g, method)
         for t in range(t_count):
             if t % g.every == 0:
-                nodes = np.flatnonzero(valid[t])
-                window = r[max(0, t - g.window + 1) : t + 1, nodes]
-                pairs, attr = date_edges(window, sector[t, nodes], market[t, nodes], g)
+                _, nodes, rho_s, score = next(recomputed)
+                known = np.where(valid[t, nodes], sector[t, nodes], -1)  # no sector peer off today's stocks
+                pairs, attr = rho_edges(rho_s, known, market[t, nodes], g, score)
                 src, dst = held_src, held_dst = nodes[pairs[0]], nodes[pairs[1]]
                 held_rho = attr[:, 0]
             else:  # the last computed pairs among today's stocks; today's attributes
@@ -302,10 +262,8 @@ def graph(cfg: Config, panel: str | Path, out: str | Path) -> dict[str, Any]:
     """
     g = cfg.graph
     _check_cfg(g)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with telemetry.stage("graph") as rec:
-        p = load_panel(panel)
+    with manifest.output(cfg, out, "graph") as w, telemetry.stage("graph") as rec:
+        p, out = load_panel(w.read("panel", panel)), w.dir
         rec.rows_in = int(p.valid.sum())
         offsets = build(p.R, p.valid, p.sector, p.market, g, out)
         save_npy(out / "offsets.npy", offsets)
@@ -323,11 +281,9 @@ def graph(cfg: Config, panel: str | Path, out: str | Path) -> dict[str, Any]:
                 "max": int(per_date.max()),
             },
             "panel_code_version": p.meta.get("code_version", ""),
-            **stamp(cfg, stage="graph"),
         }
-        write_json(out / "meta.json", meta)
-        write_json(out / "manifest.json", meta)
-    return meta
+        write_json(out / "meta.json", {**meta, **stamp(cfg, stage="graph")})
+        return w.commit(meta)
 
 
 @dataclass(frozen=True)
@@ -337,18 +293,20 @@ class Graph:
     edge_index: np.ndarray  # [2, E] int32, indices into the panel's code axis
     edge_attr: np.ndarray  # [E, 3] float32: rho, same_sector, same_market
     offsets: np.ndarray  # [T + 1] int64: edges of date t are offsets[t]:offsets[t+1]
+    lineage: dict[str, str] = field(default_factory=dict)  # stage -> manifest sha256, "graph" included
 
 
-def load_graph(path: str | Path) -> Graph:
-    """Memory-map a graph directory; the CSR arrays are checked against each other."""
-    path = Path(path)
+def load_graph(path: str | Path | manifest.Artifact) -> Graph:
+    """Memory-map a graph directory, verified against its manifest; the CSR arrays are checked
+    against each other."""
+    art = path if isinstance(path, manifest.Artifact) else manifest.open_dir(path)
+    path = art.path
     arrays = {}
     for name in ("edge_index", "edge_attr", "offsets"):
-        file = path / f"{name}.npy"
-        if not file.exists():
-            raise FileNotFoundError(f"graph {path}: missing {file.name}")
-        arrays[name] = np.load(file, mmap_mode="r")
-    g = Graph(**arrays)
+        if not art.has(f"{name}.npy"):
+            raise FileNotFoundError(f"graph {path}: missing {name}.npy")
+        arrays[name] = np.load(art.file(f"{name}.npy"), mmap_mode="r")
+    g = Graph(**arrays, lineage=art.lineage)
     n_edges = g.edge_index.shape[1]
     if g.edge_attr.shape != (n_edges, 3) or int(g.offsets[-1]) != n_edges:
         raise ValueError(

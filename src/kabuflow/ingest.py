@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
 import logging
 import os
@@ -12,10 +11,10 @@ from typing import Any
 
 import polars as pl
 
-from kabuflow import artifacts, schema, telemetry
+from kabuflow import artifacts, manifest, schema, telemetry
 from kabuflow.config import Config
 from kabuflow.schema import RAW, SchemaError
-from kabuflow.sources import coverage, guard
+from kabuflow.sources import SourceResult, coverage, guard
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +46,11 @@ def _conform(df: pl.DataFrame, spec: dict[str, pl.DataType], name: str) -> pl.Da
         return schema.check(schema.cast(df, spec, name), spec, name)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _write(out: Path, name: str, df: pl.DataFrame) -> dict[str, Any]:
     keys = [c for c in SORT.get(name, []) if c in df.columns]
     df = df.sort(keys, nulls_last=True, maintain_order=True) if keys else df
     path = artifacts.write_parquet(out / f"{name}.parquet", df)
-    return {"rows": df.height, "columns": df.columns, "sha256": _sha256(path)}
+    return {"rows": df.height, "columns": df.columns, "sha256": artifacts.sha256_file(path)}
 
 
 def resolve(cfg: Config, out: str | Path) -> Config:
@@ -85,16 +76,30 @@ def _date_range(tables: dict[str, pl.DataFrame]) -> tuple[str, str]:
 def ingest(cfg: Config, out: str | Path) -> dict[str, Any]:
     """Run the configured source and write `<table>.parquet`, extras and manifest.json into `out`.
 
-    The manifest goes last and an older one is removed first, so a manifest in `out` always
-    describes complete tables; table files of earlier runs that this run did not produce are removed.
+    The output is published as a unit (kabuflow.manifest): a killed or failed ingest leaves the
+    previous output as it was, and tables of an earlier run that this run did not produce are gone.
     """
+    cfg, result = read_source(cfg, out)
+    return write_raw(cfg, result, out)
+
+
+def read_source(cfg: Config, out: str | Path) -> tuple[Config, SourceResult]:
+    """The configured source's tables as they come (settings checked, the J-Quants cache resolved), with
+    their dtypes conformed to schema.RAW: what write_raw checks, repairs and writes."""
     guard.check(cfg.data.bad_moves, cfg.data.limit_tolerance)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "manifest.json").unlink(missing_ok=True)
     cfg = resolve(cfg, out)
-    with telemetry.stage("ingest") as rec:
-        result = importlib.import_module(SOURCES[cfg.data.source]).load(cfg)
+    result = importlib.import_module(SOURCES[cfg.data.source]).load(cfg)
+    tables = {n: _conform(df, RAW[n], n) if n in RAW else df for n, df in result.tables.items()}
+    return cfg, dataclasses.replace(result, tables=tables)
+
+
+def write_raw(cfg: Config, result: SourceResult, out: str | Path) -> dict[str, Any]:
+    """Check a source's tables against schema.RAW and write them, extras and manifest.json into `out`.
+
+    The part of ingest after the source: `kabuflow audit` hands it truncated copies of the tables.
+    Published as a unit (kabuflow.manifest): a failure leaves the previous output as it was.
+    """
+    with manifest.output(cfg, out, "ingest") as w, telemetry.stage("ingest") as rec:
         unknown = sorted(set(result.tables) - set(RAW))
         if unknown:
             raise SchemaError(
@@ -106,33 +111,29 @@ def ingest(cfg: Config, out: str | Path) -> dict[str, Any]:
         tables = {n: _conform(df, RAW[n], n) for n, df in result.tables.items()}
         bars, guarded, masked = guard.guard(tables[BARS], cfg.data.bad_moves, cfg.data.limit_tolerance)
         tables[BARS] = bars
-        written = {n: _write(out, n, df) for n, df in tables.items()}
+        written = {n: _write(w.dir, n, df) for n, df in tables.items()}
         extra = {}
         for name, df in result.extra.items():
             spec = EXTRA_SCHEMAS.get(name)
-            extra[name] = _write(out, name, _conform(df, spec, name) if spec else df)
-        for stale in [*RAW, *EXTRA_SCHEMAS]:
-            if stale not in written and stale not in extra and (out / f"{stale}.parquet").exists():
-                log.warning("ingest: removing %s.parquet left by an earlier run in %s", stale, out)
-                (out / f"{stale}.parquet").unlink()
+            extra[name] = _write(w.dir, name, _conform(df, spec, name) if spec else df)
         start, end = _date_range(tables)
-        manifest = artifacts.stamp(
-            cfg,
-            stage="ingest",
-            source=cfg.data.source,
-            start=start,
-            end=end,
-            requested={"start": cfg.data.start, "end": cfg.data.end},
-            tables=written,
-            extra=extra,
-            dropped=[*result.dropped, *masked],
-            guard=guarded,
-            survivorship=coverage.survivorship(bars),
-            master=coverage.master_history(tables["equities_master"], bars),
-            notes=result.notes,
-        )
-        artifacts.write_json(out / "manifest.json", manifest)
+        dropped = [*result.dropped, *masked]
         rec.rows_out = sum(t["rows"] for t in written.values())
-        rec.rows_in = rec.rows_out + sum(int(d["rows"]) for d in manifest["dropped"])
+        rec.rows_in = rec.rows_out + sum(int(d["rows"]) for d in dropped)
+        m = w.commit(
+            {
+                "source": cfg.data.source,
+                "start": start,
+                "end": end,
+                "requested": {"start": cfg.data.start, "end": cfg.data.end},
+                "tables": written,
+                "extra": extra,
+                "dropped": dropped,
+                "guard": guarded,
+                "survivorship": coverage.survivorship(bars),
+                "master": coverage.master_history(tables["equities_master"], bars),
+                "notes": result.notes,
+            }
+        )
     log.info("ingest: %d rows in %d tables -> %s (%.1fs)", rec.rows_out, len(written), out, rec.seconds)
-    return manifest
+    return m

@@ -70,7 +70,9 @@ def _check_day(panel_dir: Path, day: dt.date, lookback: int) -> int:
 
 
 def _names(raw_dir: Path, day: dt.date) -> pl.DataFrame:
-    master = pl.read_parquet(raw_dir / "equities_master.parquet")
+    from kabuflow.manifest import open_dir
+
+    master = pl.read_parquet(open_dir(raw_dir).file("equities_master.parquet"))  # the listed, verified table
     # As-of the scoring day; a master snapshot dated later than every bar (the real set) stands for all days.
     asof = master.filter(pl.col("Date") <= day)
     asof = asof if asof.height else master

@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import os
+import resource
 import socket
 import sys
 import time
@@ -87,9 +88,12 @@ class StageRecord:
     and outcome (set on exit)."""
 
     stage: str
+    label: str = ""  # which run of the stage (train-fold: "<model>/<fold>"), for the profile
     rows_in: int = 0
     rows_out: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # user + system, every thread of the process
+    peak_rss_gb: float = 0.0  # the process's peak so far (a task is one process)
     failed: bool = False
     extra: dict[str, float] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)  # which run of the stage (train-fold: fold, model)
@@ -130,20 +134,41 @@ def push() -> bool:
     return False
 
 
+def _cpu_seconds() -> float:
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
+
+
+def _profile(rec: StageRecord) -> None:
+    """One JSON line per stage run appended to $KABUFLOW_PROFILE (the bench's per-stage table reads it).
+
+    One short O_APPEND write per line: the train-fold tasks running side by side do not interleave."""
+    path = os.environ.get("KABUFLOW_PROFILE")
+    if not path:
+        return
+    line = {k: getattr(rec, k) for k in ("stage", "label", "seconds", "cpu_seconds", "peak_rss_gb", "failed")}
+    line |= {"rows_in": rec.rows_in, "rows_out": rec.rows_out}
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(line) + "\n")
+
+
 @contextlib.contextmanager
-def stage(name: str) -> Iterator[StageRecord]:
-    """Time a stage and record its rows, extra numbers and outcome; push on exit either way.
+def stage(name: str, label: str = "") -> Iterator[StageRecord]:
+    """Time a stage (wall, CPU, peak RSS) and record its rows, extra numbers and outcome; push on exit
+    either way, and append it to $KABUFLOW_PROFILE when set.
 
     An exception from the stage is counted as a failure and re-raised unchanged."""
-    rec = StageRecord(stage=name)
-    t0 = time.perf_counter()
+    rec = StageRecord(stage=name, label=label)
+    t0, c0 = time.perf_counter(), _cpu_seconds()
     try:
         yield rec
     except BaseException:
         rec.failed = True
         raise
     finally:
-        rec.seconds = time.perf_counter() - t0
+        rec.seconds, rec.cpu_seconds = time.perf_counter() - t0, _cpu_seconds() - c0
+        rec.peak_rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+        _profile(rec)
         STAGE_SECONDS.labels(name).set(rec.seconds)
         STAGE_ROWS.labels(name, "in").set(rec.rows_in)
         STAGE_ROWS.labels(name, "out").set(rec.rows_out)

@@ -14,6 +14,7 @@ from kabuflow.config import Config
 from kabuflow.evaluate import attribution, evaluate, load_champion, promote, summary_table
 from kabuflow.evaluate.metrics import METRICS
 from kabuflow.evaluate.stitch import StitchError, check_unique
+from kabuflow.manifest import ArtifactError, seal
 
 HORIZONS = (1, 5, 10, 20)
 # The toy market is far more predictable than equities: a 1-day RankIC of 0.17 is honest here.
@@ -74,6 +75,7 @@ def predictions(m: Market, model: str, fold: int, lo: int, hi: int, score: np.nd
 def write_dir(path: Path, *frames: pl.DataFrame) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     pl.concat(frames).write_parquet(path / "predictions.parquet")
+    seal(path, "train-fold")
     return path
 
 
@@ -84,6 +86,7 @@ def write_oracle(m: Market, raw: Path) -> Path:
     pl.DataFrame(
         {"Date": np.repeat(np.array(m.dates, dtype="datetime64[D]"), n), "Code": np.tile(m.codes, t), **cols}
     ).write_parquet(raw / "oracle.parquet")
+    seal(raw, "ingest")
     return raw
 
 
@@ -108,14 +111,12 @@ def run(tmp_path_factory):
     (dirs[0] / "vsn_weights.json").write_text(json.dumps({"ret_5d": 0.6, "vol_20d": 0.4}))
     (dirs[2] / "vsn_weights.json").write_text(json.dumps({"ret_5d": 0.2, "vol_20d": 0.8}))
     (dirs[0] / "model.pt").write_bytes(b"weights-fold-0")
-    (raw / "manifest.json").write_text(
-        json.dumps({"source": "synthetic", "tables": {"equities_bars_daily": {"rows": 9}}})
-    )
+    seal(dirs[0], "train-fold")
+    seal(dirs[2], "train-fold")
+    seal(raw, "ingest", {"source": "synthetic", "tables": {"equities_bars_daily": {"rows": 9}}})
     feats = root / "features"
     feats.mkdir()
-    (feats / "manifest.json").write_text(
-        json.dumps({"features": [{"name": "ret_5d", "family": "ret", "kind": "stock"}]})
-    )
+    seal(feats, "features", {"features": [{"name": "ret_5d", "family": "ret", "kind": "stock"}]})
     out = root / "run" / "evaluate"
     manifest = evaluate(TOY, [*dirs, feats], out, raw=raw)
     return {"root": root, "out": out, "m": m, "dirs": dirs, "raw": raw, "manifest": manifest}
@@ -151,6 +152,9 @@ def test_metrics_json_follows_the_contract(run):
     assert met["gate"] == _strict_json(out / "gate.json")
     assert met["data"]["n_test_dates"] == 80 and met["data"]["n_codes"] == 24
     assert met["data"]["folds"] == [0, 1]
+    assert met["data"]["hpo_trials"] == 1 and met["data"]["dsr_trials"] == 2  # 1 configuration × 2 models
+    note = "DSR deflated for 2 trials (1 HPO trials × 2 models)"
+    assert note in (out / "report.md").read_text() and note in (out / "report.html").read_text()
 
 
 def test_scores_are_sane(run):
@@ -216,8 +220,10 @@ def test_bad_predictions_are_rejected_by_name(tmp_path):
     d = write_dir(tmp_path / "a", bad)
     with pytest.raises(schema.SchemaError, match="'fold'"):
         evaluate(Config(), [d], tmp_path / "out")
-    with pytest.raises(FileNotFoundError, match="neither predictions.parquet nor manifest.json"):
-        evaluate(Config(), [tmp_path], tmp_path / "out")
+    with pytest.raises(ArtifactError, match="no manifest.json"):
+        evaluate(Config(), [(tmp_path / "elsewhere").mkdir() or tmp_path / "elsewhere"], tmp_path / "out")
+    with pytest.raises(ArtifactError, match="no such stage output directory"):
+        evaluate(Config(), [tmp_path / "nowhere"], tmp_path / "out")
 
 
 def test_label_peeking_model_raises_the_alarm_and_is_not_promoted(tmp_path):
@@ -351,6 +357,7 @@ def test_signal_attribution_end_to_end(tmp_path):
             "part_reversal_5d": reversal.ravel(),
         }
     ).write_parquet(raw / "oracle.parquet")
+    seal(raw, "ingest")
     scores = {"atft": leadlag, "ridge": -leadlag, "momentum_60d": np.ones((t, n))}
     dirs = [write_dir(tmp_path / k, predictions(m, k, 0, 0, 35, s)) for k, s in scores.items()]
     out = tmp_path / "evaluate"

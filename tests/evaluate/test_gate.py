@@ -11,6 +11,7 @@ import pytest
 # storage, so promotion and the next run's lookup go through kabuflow.storage, not the filesystem.
 from kabuflow.config import Config
 from kabuflow.evaluate import gate
+from kabuflow.manifest import seal
 
 EV = Config().evaluate  # atft rank_ic at 5d, margin 0.002, alpha 0.10
 DATES = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(100)]
@@ -117,6 +118,7 @@ def _challenger(tmp_path, decision: bool, value: float):
         "challenger": value,
     }
     (src / "gate.json").write_text(json.dumps(g))
+    seal(src, "evaluate")
     return src
 
 

@@ -177,3 +177,30 @@ def test_shuffled_control_is_null_and_reproducible():
 def test_psr_matches_normal_cdf_form():
     z = 0.05 * math.sqrt(999) / math.sqrt(1 + 0.5 * 0.05**2)
     assert stats.probabilistic_sharpe(0.05, 1000, 0.0, 3.0) == pytest.approx(norm.cdf(z))
+
+
+def test_deciles_are_the_same_bits_whatever_the_row_order():
+    """group_by's output order varies from call to call, and a mean summed in another order differs in
+    the last bit: deciles sorts before its mean over dates, so shuffled inputs give identical numbers."""
+    rng = np.random.default_rng(3)
+    n_dates, n_codes = 400, 20
+    dates = np.array([dt.date(2020, 1, 1) + dt.timedelta(days=i) for i in range(n_dates)], "datetime64[D]")
+    frame = pl.DataFrame(
+        {
+            "model": "m",
+            "horizon": 5,
+            "date": np.repeat(dates, n_codes),
+            "code": np.tile([f"{c:04d}0" for c in range(n_codes)], n_dates),
+            "score": rng.normal(size=n_dates * n_codes),
+            "label": rng.normal(size=n_dates * n_codes) * 0.01,
+        }
+    )
+    s = frame["score"].to_numpy().reshape(n_dates, n_codes)
+    y = frame["label"].to_numpy().reshape(n_dates, n_codes)
+    bucket = np.argsort(np.argsort(s, axis=1, kind="stable"), axis=1) * 10 // n_codes  # [T, N]
+    want = [np.mean([y[t][bucket[t] == b].mean() for t in range(n_dates)]) for b in range(10)]
+    first = metrics.deciles(frame)["mean_return"].to_list()
+    np.testing.assert_allclose(first, want, rtol=1e-12)
+    for seed in range(5):
+        shuffled = frame.sample(fraction=1.0, shuffle=True, seed=seed)
+        assert metrics.deciles(shuffled)["mean_return"].to_list() == first

@@ -149,6 +149,36 @@ def test_report_without_oracle_or_weights():
     assert "No leakage alarms" in page and page.count("<img ") == 3
 
 
+def test_factor_share_names_the_best_factor_per_horizon():
+    from kabuflow.evaluate.factors import FACTORS, factor_share
+    from kabuflow.evaluate.report import render_markdown
+    from kabuflow.train.baselines import FACTORS as TRAINED
+
+    assert set(FACTORS) == set(TRAINED)  # evaluate knows every factor train-fold can score
+    models = {
+        "atft": {"5d": {"rank_ic": 0.06}, "20d": {"rank_ic": 0.08}},
+        "low_vol_60d": {"5d": {"rank_ic": 0.045}, "20d": {"rank_ic": 0.092}},
+        "reversal_5d": {"5d": {"rank_ic": 0.05}, "20d": {"rank_ic": 0.01}},
+        "lightgbm": {"5d": {"rank_ic": 0.07}},  # fitted: not a factor
+    }
+    got = factor_share(models, "atft")
+    assert got["5d"]["factor"] == "reversal_5d" and got["5d"]["share"] == pytest.approx(0.05 / 0.06)
+    assert got["20d"]["factor"] == "low_vol_60d" and got["20d"]["share"] == pytest.approx(1.15)
+    assert factor_share({"atft": models["atft"]}, "atft") == {}
+    md = render_markdown({"models": models, "factor_share": got})
+    assert "## Zero-parameter factors" in md and "| 20d | low_vol_60d | 0.092 | 0.08 | 1.15 |" in md
+
+
+def test_more_hpo_trials_deflate_the_sharpe_more():
+    """The deflated Sharpe is a PSR against the expected best of hpo_trials × models zero-skill trials."""
+    daily, pnl, _ = frames()
+    dsr = {k: scorecard.build(daily, pnl, hpo_trials=k)["atft"]["5d"] for k in (1, 20)}
+    models = len([m for m in scorecard.build(daily, pnl, 1) if m != "oracle"])
+    assert dsr[1]["dsr_trials"] == models and dsr[20]["dsr_trials"] == 20 * models
+    assert dsr[20]["dsr_sr0_daily"] > dsr[1]["dsr_sr0_daily"] and dsr[20]["dsr"] < dsr[1]["dsr"]
+    assert scorecard.dsr_trials(0, 3) == 3  # no search counts as one configuration
+
+
 def test_data_caveats_head_the_report():
     daily, pnl, dec = frames()
     met = scored(daily, pnl, dec, alarm=False)

@@ -11,6 +11,7 @@ from market_tables import CLOSES, bars, fins, flows, margin, random_market, sess
 
 from kabuflow.config import Config, ConfigError
 from kabuflow.features import FEATURES, build, features
+from kabuflow.manifest import seal
 
 H = (1, 5, 10, 20)
 A, B, C = "13010", "13020", "13030"
@@ -143,6 +144,7 @@ def test_stage_writes_features_and_manifest(tmp_path):
     raw.mkdir()
     for name, df in random_market(n_codes=3, n_sessions=40).items():
         df.write_parquet(raw / f"{name}.parquet")
+    seal(raw, "ingest")
     manifest = features(Config(), raw, tmp_path / "out")
     out = pl.read_parquet(tmp_path / "out" / "features.parquet")
     assert manifest == json.loads((tmp_path / "out" / "manifest.json").read_text())
@@ -261,7 +263,7 @@ def test_horizons_must_be_positive_and_present(tmp_path, horizons):
 
 
 def test_sector_and_market_are_the_master_row_valid_at_each_date():
-    from test_features_support import master
+    from market_tables import master
 
     t = tiny()
     days = sorted(t["equities_bars_daily"]["Date"].unique().to_list())

@@ -218,8 +218,9 @@ def test_cpu_profile_trains_atft_and_baselines_in_one_fan_out_atft_first(tmp_pat
         "ridge",
         "reversal_5d",
         "momentum_60d",
+        "low_vol_60d",
     }
-    assert len(items) == 15 and len({(i["fold"], i["model"]) for i in items}) == 15
+    assert len(items) == 18 and len({(i["fold"], i["model"]) for i in items}) == 18
     ev = [t for t in found.values() if t["_executor"] == "exec-evaluate-all"]
     assert len(ev) == 1 and "predictions" in ev[0]["inputs"]["artifacts"]
 
@@ -259,4 +260,10 @@ def test_trainjob_mode_launches_from_a_cpu_pod(tmp_path):
     assert "nodeSelector" not in platform.get("exec-train-fold-trainjob", {})
     # the baselines still train in ordinary CPU pods
     baseline = [t for t in found.values() if t["_executor"] == "exec-train-fold"]
-    assert loop_models(baseline[0]["_loop"]) == {"lightgbm", "ridge", "reversal_5d", "momentum_60d"}
+    assert loop_models(baseline[0]["_loop"]) == {
+        "lightgbm",
+        "ridge",
+        "reversal_5d",
+        "momentum_60d",
+        "low_vol_60d",
+    }

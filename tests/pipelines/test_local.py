@@ -10,6 +10,7 @@ import pytest
 from kabuflow.config import HORIZONS
 from kabuflow.schema import PREDICTIONS
 
+PASSWORD = "run-Pa55-7c1d"
 SMALL = [
     "synthetic.n_stocks=80",
     "synthetic.start=2019-01-04",
@@ -20,6 +21,7 @@ SMALL = [
     "folds.min_train_days=250",
     "train.epochs=1",
     "lightgbm.n_estimators=30",
+    f"hpo.storage=postgresql://optuna:{PASSWORD}@optuna-db:5432/optuna",  # what k8s/base tells users to do
 ]
 METRICS = (
     "ic rank_ic icir rank_icir rank_ic_tstat hit_rate ls_sharpe_gross ls_sharpe_net "
@@ -35,7 +37,16 @@ def run_dir(tmp_path_factory):
         cmd += ["--set", s]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert PASSWORD not in proc.stdout + proc.stderr  # no log line carries it
     return out, proc.stdout
+
+
+def test_no_artifact_of_the_run_holds_the_password(run_dir):
+    out, _ = run_dir
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) > 50  # every stage's outputs, the KFP local runner's files, the champion
+    assert [p for p in files if PASSWORD.encode() in p.read_bytes()] == []
+    assert "optuna:***@optuna-db" in (out / "raw" / "manifest.json").read_text()  # masked, still told
 
 
 def test_run_leaves_the_contracted_outputs(run_dir):
@@ -43,7 +54,14 @@ def test_run_leaves_the_contracted_outputs(run_dir):
     for name in ("metrics.json", "report.html", "predictions.parquet", "raw", "features", "panel", "graph"):
         assert (out / name).exists(), name
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["models"]) == {"atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d"}
+    assert set(metrics["models"]) == {
+        "atft",
+        "lightgbm",
+        "ridge",
+        "reversal_5d",
+        "momentum_60d",
+        "low_vol_60d",
+    }
     for model, by_h in metrics["models"].items():
         assert set(by_h) == {f"{h}d" for h in HORIZONS}, model
         for h, values in by_h.items():
@@ -79,7 +97,7 @@ def test_stitched_predictions_are_out_of_sample_and_unique(run_dir):
     assert models["split"].unique().to_list() == ["test"]
     dup = models.group_by("model", "horizon", "date", "code").len().filter(pl.col("len") > 1)
     assert dup.height == 0
-    folds = json.loads((out / "folds").read_text())  # the folds artifact is one JSON file
+    folds = json.loads((out / "folds" / "folds.json").read_text())  # a stage output directory
     first_test = min(f["test_start"] for f in folds["folds"])
     assert str(models["date"].min()) >= first_test
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kabuflow.manifest import seal
+
 FEATURES = ["ret_1d", "ret_5d", "ret_60d", "f_lin", "f_noise", "mkt_x"]
 HORIZONS = [1, 5, 10, 20]
 
@@ -24,6 +26,10 @@ def _dates(t: int) -> list[str]:
             out.append(d.isoformat())
         d += dt.timedelta(days=1)
     return out
+
+
+# The smallest ATFT that still has every part (two heads, two GAT heads, a 6-day lookback), on the CPU.
+TINY_ATFT = ["model.hidden=16", "model.heads=2", "model.gat_heads=2", "model.lookback=6", "train.device=cpu"]
 
 
 def make_market(root: Path, t: int = 120, n: int = 24, seed: int = 0, noise: float = 0.5) -> dict[str, Path]:
@@ -66,7 +72,9 @@ def make_market(root: Path, t: int = 120, n: int = 24, seed: int = 0, noise: flo
         "markets": ["prime"],
     }
     (panel / "meta.json").write_text(json.dumps(meta))
+    seal(panel, "normalize")  # hand-made, but read like a stage output: listed, sized, hashed
     graph = _write_graph(root / "graph", t, n, leader, rng)
+    seal(graph, "graph")
     folds = root / "folds.json"
     d = meta["dates"]
     a, b = int(t * 0.55), int(t * 0.75)

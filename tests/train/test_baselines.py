@@ -12,6 +12,7 @@ from tiny_market import make_market
 
 from kabuflow import schema
 from kabuflow.config import Config
+from kabuflow.manifest import seal
 from kabuflow.normalize import load_panel
 from kabuflow.train import train_fold
 from kabuflow.train.baselines import _fit_ridge, factor_feature
@@ -51,6 +52,26 @@ def test_factor_feature_fallback_says_why():
     assert name == "ret_20d" and "ret_60d is not among" in note
     with pytest.raises(ValueError, match="needs a ret_<w>d feature"):
         factor_feature(["vol_20d"], "reversal_5d")
+    assert factor_feature(["vol_20d", "vol_60d"], "low_vol_60d") == ("vol_60d", "")
+    name, note = factor_feature(["vol_5d", "vol_20d", "vol_of_vol_20d"], "low_vol_60d")
+    assert name == "vol_20d" and "vol_60d is not among" in note
+
+
+def test_low_vol_scores_minus_the_60_day_volatility(market, tmp_path):
+    """low_vol_60d = -vol_60d: the tiny panel's f_noise column renamed vol_60d stands in for it."""
+    moved = tmp_path / "panel"
+    shutil.copytree(market["panel"], moved)
+    meta = json.loads((moved / "meta.json").read_text())
+    meta["feature_names"] = [("vol_60d" if f == "f_noise" else f) for f in meta["feature_names"]]
+    (moved / "meta.json").write_text(json.dumps(meta))
+    seal(moved, "normalize")  # the edited panel, sealed as one
+    train_fold(CFG, moved, None, market["folds"], 0, "low_vol_60d", tmp_path / "out")
+    panel = load_panel(moved)
+    pred = pl.read_parquet(tmp_path / "out" / "predictions.parquet")
+    assert json.loads((tmp_path / "out" / "factor.json").read_text())["feature"] == "vol_60d"
+    for row in pred.head(5).iter_rows(named=True):
+        t, s = panel.meta["dates"].index(row["date"].isoformat()), panel.codes.index(row["code"])
+        assert row["score"] == pytest.approx(-float(panel.X[t, s, panel.feature_names.index("vol_60d")]))
 
 
 def test_ridge_closed_form_by_hand():
@@ -63,22 +84,45 @@ def test_ridge_closed_form_by_hand():
     assert np.abs(shrunk).max() < 0.01  # a huge penalty shrinks to ~0 (the intercept is not penalised)
 
 
-@pytest.mark.parametrize("model", ["ridge", "lightgbm"])
-def test_no_leakage_from_dates_after_train_end(market, tmp_path, model):
-    """Scramble X and labels after the train end: the fitted model is byte-identical (LightGBM without
-    early stopping, which legitimately reads validation labels)."""
-    cfg = CFG.with_overrides(["lightgbm.early_stopping_rounds=0"])
+def _scrambled_copy(market, tmp_path, after: str):
     moved = tmp_path / "panel"
     shutil.copytree(market["panel"], moved)
-    train_end = json.loads(market["folds"].read_text())[0]["train_end"]
-    cut = json.loads((moved / "meta.json").read_text())["dates"].index(train_end) + 1
+    end = json.loads(market["folds"].read_text())[0][after]
+    cut = json.loads((moved / "meta.json").read_text())["dates"].index(end) + 1
     rng = np.random.default_rng(5)
     for name in ("X", "Y", "Y_raw"):
         arr = np.load(moved / f"{name}.npy")
         arr[cut:] = rng.standard_normal(arr[cut:].shape)
         np.save(moved / f"{name}.npy", arr)
+    seal(moved, "normalize")  # another panel, sealed as one
+    return moved
+
+
+def _fitted(path, model):
+    if model == "ridge":  # the fit itself; the recorded validation scores may differ
+        return [
+            (h["penalty"], h["intercept"], h["coef"])
+            for h in json.loads((path / "ridge.json").read_text())["horizons"]
+        ]
+    return [(path / f"lightgbm_{h}d.txt").read_text() for h in (1, 5, 10, 20)]
+
+
+@pytest.mark.parametrize("model", ["ridge", "lightgbm"])
+def test_no_leakage_from_dates_after_train_end(market, tmp_path, model):
+    """Scramble X and labels after the train end: the fitted model is identical once nothing is chosen
+    on validation (one ridge penalty; LightGBM without early stopping, which reads validation labels)."""
+    cfg = CFG.with_overrides(["lightgbm.early_stopping_rounds=0", "ridge.penalties=[0.01]"])
+    moved = _scrambled_copy(market, tmp_path, "train_end")
     train_fold(cfg, market["panel"], None, market["folds"], 0, model, tmp_path / "a")
     train_fold(cfg, moved, None, market["folds"], 0, model, tmp_path / "b")
-    files = {"ridge": ["ridge.json"], "lightgbm": [f"lightgbm_{h}d.txt" for h in (1, 5, 10, 20)]}[model]
-    for f in files:
-        assert (tmp_path / "a" / f).read_text() == (tmp_path / "b" / f).read_text()
+    assert _fitted(tmp_path / "a", model) == _fitted(tmp_path / "b", model)
+
+
+@pytest.mark.parametrize("model", ["ridge", "lightgbm"])
+def test_choices_on_validation_never_read_test_dates(market, tmp_path, model):
+    """With the penalty grid and RankIC early stopping on, scrambling every date after the validation
+    end leaves the chosen model unchanged."""
+    moved = _scrambled_copy(market, tmp_path, "val_end")
+    train_fold(CFG, market["panel"], None, market["folds"], 0, model, tmp_path / "a")
+    train_fold(CFG, moved, None, market["folds"], 0, model, tmp_path / "b")
+    assert _fitted(tmp_path / "a", model) == _fitted(tmp_path / "b", model)

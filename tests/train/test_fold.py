@@ -16,12 +16,14 @@ from kabuflow import schema
 from kabuflow.config import Config
 from kabuflow.folds import fold_days, read_fold
 from kabuflow.graph import load_graph
+from kabuflow.manifest import partial_dir, seal
 from kabuflow.normalize import load_panel
 from kabuflow.predict import load_model, predict_dates
 from kabuflow.train import train_fold
 from kabuflow.train.checkpoint import FitState
 from kabuflow.train.days import DayData
 from kabuflow.train.loop import _end_epoch, fit_atft
+from kabuflow.train.targets import with_target
 
 TINY = [
     "model.hidden=16",
@@ -48,6 +50,19 @@ def market(tmp_path_factory):
 
 def _cfg(*extra: str) -> Config:
     return Config().with_overrides([*TINY, *extra])
+
+
+def _fold0(m: dict, cfg: Config) -> tuple:
+    """(panel, fold 0's day indices, its DayData up to the last validation date) of a tiny market, with
+    Y the target train-fold fits under cfg."""
+    panel = with_target(load_panel(m["panel"]), cfg.train.target, cfg.normalize.clip)
+    graph = load_graph(m["graph"])
+    days = fold_days(read_fold(m["folds"], 0), panel.dates)
+    return panel, days, DayData(panel, graph, int(days["val"][-1]), torch.device("cpu"))
+
+
+def _kill(epoch: int, score: float) -> None:
+    raise Killed(f"preempted after epoch {epoch}")
 
 
 def _weights(out) -> dict[str, torch.Tensor]:
@@ -87,6 +102,13 @@ def test_outputs_schema_and_coverage(trained, market):
     assert not (out / "checkpoint.pt").exists()
 
 
+def test_vsn_weights_are_written_per_feature(trained, market):
+    out, _ = trained
+    w = json.loads((out / "vsn_weights.json").read_text())
+    assert set(w) == set(load_panel(market["panel"]).feature_names)
+    assert sum(w.values()) == pytest.approx(1.0, abs=1e-5) and min(w.values()) > 0
+
+
 def test_model_file_loads_and_predicts_live(trained, market):
     out, _ = trained
     blob = torch.load(out / "model.pt", weights_only=True)
@@ -109,21 +131,19 @@ def test_resume_after_kill_gives_identical_weights(trained, market, tmp_path, ex
     """Kill after epoch 1 of 2, rerun train-fold in the same directory: same weights as uninterrupted
     (with early stopping's best weights, and with weight averaging: their state travels in the checkpoint)."""
     cfg = _cfg(*extra)
-    panel, graph = load_panel(market["panel"]), load_graph(market["graph"])
-    days = fold_days(read_fold(market["folds"], 0), panel.dates)
-    data = DayData(panel, graph, int(days["val"][-1]), torch.device("cpu"))
+    panel, days, data = _fold0(market, cfg)
 
-    def kill(epoch: int, score: float) -> None:
-        raise Killed(f"preempted after epoch {epoch}")
-
+    out = tmp_path / "out"
+    ckpt = partial_dir(out) / "checkpoint.pt"  # where train-fold keeps its checkpoints until it publishes
     with pytest.raises(Killed):
-        fit_atft(cfg, data, days, tmp_path / "checkpoint.pt", fold=0, on_epoch_end=kill)
-    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 1
-    train_fold(cfg, panel, market["graph"], market["folds"], 0, "atft", tmp_path)
-    assert json.loads((tmp_path / "metrics.json").read_text())["resumed_from_epoch"] == 1
+        fit_atft(cfg, data, days, ckpt, fold=0, on_epoch_end=_kill)
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 1
+    train_fold(cfg, panel, market["graph"], market["folds"], 0, "atft", out)
+    assert json.loads((out / "metrics.json").read_text())["resumed_from_epoch"] == 1
+    assert not partial_dir(out).exists()
     straight_dir = tmp_path / "straight"
     train_fold(cfg, panel, market["graph"], market["folds"], 0, "atft", straight_dir)
-    resumed, straight = _weights(tmp_path), _weights(straight_dir)
+    resumed, straight = _weights(out), _weights(straight_dir)
     assert resumed.keys() == straight.keys()
     assert all(torch.equal(resumed[k], straight[k]) for k in straight)
 
@@ -167,6 +187,8 @@ def test_no_leakage_from_dates_after_train_end(market, tmp_path):
     np.save(moved / "graph" / "edge_index.npy", np.array(graph.edge_index))
     np.save(moved / "graph" / "edge_attr.npy", attr.astype(np.float32))
     np.save(moved / "graph" / "offsets.npy", np.array(graph.offsets))
+    seal(moved / "panel", "normalize")
+    seal(moved / "graph", "graph")
     train_fold(cfg, market["panel"], market["graph"], market["folds"], 0, "atft", tmp_path / "a")
     train_fold(cfg, moved / "panel", moved / "graph", market["folds"], 0, "atft", tmp_path / "b")
     a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
@@ -224,36 +246,64 @@ def test_ensemble_is_the_mean_of_its_members_and_resumes_inside_a_member(market,
     from kabuflow.train.fold import member_config
 
     cfg = _cfg("model.members=2", "train.seed=1")
-    panel, graph = load_panel(market["panel"]), load_graph(market["graph"])
-    days = fold_days(read_fold(market["folds"], 0), panel.dates)
-    data = DayData(panel, graph, int(days["val"][-1]), torch.device("cpu"))
+    panel, days, data = _fold0(market, cfg)
 
-    def kill(epoch: int, score: float) -> None:
-        raise Killed(f"preempted after epoch {epoch}")
-
-    fit_atft(member_config(cfg, 0), data, days, tmp_path / "checkpoint.pt", fold=0)  # member 0 done
+    out, ckpts = tmp_path / "out", partial_dir(tmp_path / "out")
+    fit_atft(member_config(cfg, 0), data, days, ckpts / "checkpoint.pt", fold=0)  # member 0 done
     with pytest.raises(Killed):  # member 1 killed after its first epoch
-        fit_atft(member_config(cfg, 1), data, days, tmp_path / "checkpoint.m1.pt", fold=0, on_epoch_end=kill)
-    train_fold(cfg, panel, market["graph"], market["folds"], 0, "atft", tmp_path)
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+        fit_atft(member_config(cfg, 1), data, days, ckpts / "checkpoint.m1.pt", fold=0, on_epoch_end=_kill)
+    train_fold(cfg, panel, market["graph"], market["folds"], 0, "atft", out)
+    metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["members"] == 2 and metrics["resumed_from_epoch"] == [2, 1]
-    assert not list(tmp_path.glob("checkpoint*"))
+    assert not list(out.glob("checkpoint*"))
     singles = []
     for seed in (2, 3):
         one = tmp_path / f"seed{seed}"
         train_fold(_cfg(f"train.seed={seed}"), panel, market["graph"], market["folds"], 0, "atft", one)
         singles.append(pl.read_parquet(one / "predictions.parquet"))
-    ens = pl.read_parquet(tmp_path / "predictions.parquet")
+    ens = pl.read_parquet(out / "predictions.parquet")
     mean = (singles[0]["score"].to_numpy() + singles[1]["score"].to_numpy()) / 2
     assert (ens["code"] == singles[0]["code"]).all() and (ens["date"] == singles[0]["date"]).all()
     np.testing.assert_allclose(ens["score"].to_numpy(), mean, atol=1e-5)
     assert np.abs(singles[0]["score"].to_numpy() - singles[1]["score"].to_numpy()).max() > 1e-2
-    model, _ = load_model(tmp_path)
+    model, _ = load_model(out)
     assert isinstance(model, Ensemble) and len(model.members) == 2
     with pytest.raises(ValueError, match="model.members"):
         train_fold(
             _cfg("model.members=0"), panel, market["graph"], market["folds"], 0, "atft", tmp_path / "z"
         )
+
+
+def test_lineage_is_checked_where_panel_graph_and_folds_meet(market, tmp_path):
+    """A graph built from another panel is refused before any training; so is a checkpoint left by a
+    run on other data (same shapes, same config: before, it resumed as if it were this run's)."""
+    from kabuflow.graph import graph as graph_stage
+    from kabuflow.manifest import ArtifactError
+
+    other = make_market(tmp_path / "other", seed=1)
+    cfg = _cfg("graph.window=30", "graph.min_obs=20")
+    graph_stage(cfg, other["panel"], tmp_path / "other_graph")
+    with pytest.raises(ArtifactError, match="lineage mismatch: .*graph .* come from different normalize"):
+        train_fold(
+            cfg, market["panel"], tmp_path / "other_graph", market["folds"], 0, "ridge", tmp_path / "r"
+        )
+    assert not (tmp_path / "r").exists()
+
+    _, days, data = _fold0(other, _cfg())
+
+    out = tmp_path / "atft"
+    with pytest.raises(Killed):  # the other data's run, killed after epoch 1 of 2 in this directory
+        fit_atft(_cfg(), data, days, partial_dir(out) / "checkpoint.pt", fold=0, on_epoch_end=_kill)
+    with pytest.raises(RuntimeError, match="different config, fold or data"):
+        train_fold(_cfg(), market["panel"], market["graph"], market["folds"], 0, "atft", out)
+    # evaluate: every prediction set must come from the same panel and folds
+    from kabuflow.evaluate import evaluate
+
+    train_fold(_cfg(), market["panel"], None, market["folds"], 0, "ridge", tmp_path / "ridge_a")
+    train_fold(_cfg(), other["panel"], None, other["folds"], 0, "reversal_5d", tmp_path / "rev_b")
+    with pytest.raises(ArtifactError, match="lineage mismatch: predictions.* come from different normalize"):
+        evaluate(_cfg(), [tmp_path / "ridge_a", tmp_path / "rev_b"], tmp_path / "evaluate")
+    assert not (tmp_path / "evaluate").exists()
 
 
 def test_fold_metrics_follow_the_evaluation_rules():

@@ -10,7 +10,9 @@ import pytest
 from tiny_market import make_market
 
 from kabuflow.config import Config
-from kabuflow.train.hpo import redact, run_hpo
+from kabuflow.manifest import seal
+from kabuflow.train.hpo import run_hpo
+from kabuflow.train.study import redact
 
 TINY = [
     "model.hidden=16",
@@ -36,10 +38,10 @@ def test_study_on_sqlite_writes_best_params(market, tmp_path):
     result = run_hpo(cfg, market["panel"], market["graph"], market["folds"], 2, storage, tmp_path)
     saved = json.loads((tmp_path / "hpo.json").read_text())
     assert saved["n_trials"] == 2 and saved["n_complete"] + saved["n_pruned"] == 2
-    assert {"model.hidden", "train.lr", "model.input_norm", "model.gat_layers"} <= set(saved["best_params"])
+    assert set(saved["best_params"]) == set(cfg.hpo.space)
     assert saved["best_value"] == result["best_value"] and -1 <= result["best_value"] <= 1
-    assert any(o.startswith("train.lr=") for o in saved["best_overrides"])
-    cfg.with_overrides(saved["best_overrides"])  # the overrides are valid --set values
+    best = cfg.with_params(saved["best_params"])  # typed values of real settings
+    assert best.train.lr == saved["best_params"]["train.lr"] and 3e-4 <= best.train.lr <= 5e-3
     again = run_hpo(cfg, market["panel"], market["graph"], market["folds"], 1, storage, tmp_path)
     assert again["n_trials"] == 3  # the same study continues: the count the deflated Sharpe needs
 
@@ -55,6 +57,7 @@ def test_test_dates_never_influence_the_study(market, tmp_path):
         arr = np.load(moved / f"{name}.npy")
         arr[cut:] = 100.0
         np.save(moved / f"{name}.npy", arr)
+    seal(moved, "normalize")  # another panel, sealed as one
     a = run_hpo(cfg, market["panel"], market["graph"], market["folds"], 1, "", tmp_path / "a")
     b = run_hpo(cfg, moved, market["graph"], market["folds"], 1, "", tmp_path / "b")
     assert a["best_value"] == b["best_value"] and a["best_params"] == b["best_params"]

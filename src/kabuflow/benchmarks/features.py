@@ -43,6 +43,9 @@ def _prepare(data: Path | None, work: Path) -> tuple[Path, str]:
     bars = bars.filter(pl.col("Vo") > 0, pl.col("Date").is_in(cal["date"].implode())).sort("Code", "Date")
     bars.write_parquet(raw / "equities_bars_daily.parquet")
     master.write_parquet(raw / "equities_master.parquet")
+    from kabuflow.manifest import seal
+
+    seal(raw, "ingest", {"source": label})
     return raw, label
 
 

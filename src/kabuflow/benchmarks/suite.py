@@ -11,7 +11,7 @@ from pathlib import Path
 from kabuflow.artifacts import write_json
 from kabuflow.version import code_version
 
-SUITE = ("synthetic", "features", "graph", "train")
+SUITE = ("synthetic", "features", "graph", "train", "run")
 
 
 def shared_data() -> Path | None:

@@ -19,6 +19,7 @@ from kabuflow.normalize import Panel
 from kabuflow.train.days import DayData
 from kabuflow.train.loop import lr_schedule, train_epoch
 from kabuflow.train.predictions import val_rank_ic
+from kabuflow.train.step import forward_fn
 
 N_FEATURES = 100  # the synthetic market's order of magnitude
 EDGES_PER_NODE = 20
@@ -62,7 +63,7 @@ def measure(cfg: Config, n_stocks: int, n_days: int, device: torch.device) -> di
     data = DayData(panel, graph, t_total - 1, device)
     torch.manual_seed(0)
     model = ATFTGATFAN(cfg.model, N_FEATURES, 4).to(device)
-    fwd = torch.compile(model, dynamic=True) if cfg.train.compile else model
+    fwd = forward_fn(model, cfg.train)  # eager, or compiled as train.compile / compile_mode say
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
     sched = lr_schedule(opt, 10, 10_000)
     w = horizon_weights(cfg.train.horizon_weights, 4, device)
@@ -78,6 +79,7 @@ def measure(cfg: Config, n_stocks: int, n_days: int, device: torch.device) -> di
         _sync(device)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     t1 = time.perf_counter()
+    model.__dict__.pop("encode", None)  # score with the plain encoder, as fit_atft leaves the model
     val_rank_ic(model, data, days + n_days, w, cfg.train.bf16)
     _sync(device)
     score_wall = time.perf_counter() - t1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,10 +10,20 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from kabuflow import telemetry
-from kabuflow.artifacts import atomic_write, read_json, stamp, write_json, write_parquet
+from kabuflow import manifest, telemetry
+from kabuflow.artifacts import atomic_write, read_json, write_json, write_parquet
 from kabuflow.config import Config, EvaluateConfig
-from kabuflow.evaluate import attribution, backtest, gate, metrics, report, scorecard, stitch
+from kabuflow.evaluate import (
+    attribution,
+    backtest,
+    factors,
+    gate,
+    lookahead,
+    metrics,
+    report,
+    scorecard,
+    stitch,
+)
 from kabuflow.evaluate.gate import champion_uri, load_champion, promote
 from kabuflow.evaluate.report import summary_table
 from kabuflow.version import code_version
@@ -47,39 +56,47 @@ def evaluate(
     `raw` (which also supplies oracle.parquet) and `features`. When the oracle carries each planted
     signal's part, metrics.json gains "signal_attribution" (evaluate.attribution). Returns the manifest
     (out/manifest.json).
+
+    Every input is verified against its manifest, and all must share one lineage: prediction sets
+    over another panel or other folds, or a raw directory of another ingest, are an error.
     """
-    out = Path(out)
-    with telemetry.stage("evaluate") as rec:
-        pred_dirs, data_dirs = _classify([Path(p) for p in predictions])
+    with manifest.output(cfg, out, "evaluate") as w, telemetry.stage("evaluate") as rec:
+        arts = [w.read(f"predictions[{i}] {p}", p) for i, p in enumerate(predictions)]
+        raw_art = w.read(f"raw {raw}", raw) if raw else None
+        if features:
+            w.read(f"features {features}", features)
+        pred_dirs, data_dirs = _classify(arts)
         test, infos = stitch.stitch(pred_dirs)
         rec.rows_in = test.height
-        oracle = stitch.read_oracle(raw)
+        oracle = stitch.read_oracle(
+            raw_art.file("oracle.parquet") if raw_art and raw_art.has("oracle.parquet") else None
+        )
         oracle_rows = stitch.attach_oracle(test, oracle)
         frame = pl.concat([test, oracle_rows]) if oracle_rows is not None else test
         disagree = stitch.label_disagreement(test)
         result, tables = _score(cfg.evaluate, frame, disagree)
+        result["lookahead"] = lookahead.check(frame, result["alarms"], cfg.evaluate.lookahead_min_margin)
         if signals := attribution.signal_attribution(frame, oracle):
             result["signal_attribution"] = signals
         result["data"] = _data(cfg, test, infos, [*data_dirs, *(p for p in (raw, features) if p)], disagree)
         result["variable_selection"] = stitch.read_vsn_weights(infos)
-        result["gate"] = _gate(cfg, _clean(result), tables.daily, infos, out)
+        result["factor_share"] = factors.factor_share(result["models"], cfg.evaluate.gate_model)
+        result["gate"] = _gate(cfg, _clean(result), tables.daily, infos, w.dir, w.final)
         result = _clean(result)
-        _write(out, result, frame, tables)
+        _write(w.dir, result, frame, tables)
         rec.rows_out = frame.height
         gate_h = f"atft_{cfg.evaluate.gate_horizon}"  # the console's key figure (and a Prometheus gauge)
         rec.extra.update(
             {k: v for k, v in headline(result).items() if k.startswith(gate_h) or k == "gate_promote"}
         )
-        manifest = stamp(
-            cfg,
-            stage="evaluate",
-            outputs=list(OUTPUTS),
-            gate=result["gate"]["decision"],
-            headline=headline(result),
-            alarms=len(result["alarms"]),
+        return w.commit(
+            {
+                "outputs": list(OUTPUTS),
+                "gate": result["gate"]["decision"],
+                "headline": headline(result),
+                "alarms": len(result["alarms"]),
+            }
         )
-        write_json(out / "manifest.json", manifest)
-    return manifest
 
 
 @dataclass(frozen=True)
@@ -114,13 +131,17 @@ def _score(ev: EvaluateConfig, frame: pl.DataFrame, disagree: int) -> tuple[dict
 
 
 def _gate(
-    cfg: Config, result: dict[str, Any], daily: pl.DataFrame, infos: list[stitch.PredictionDir], out: Path
+    cfg: Config,
+    result: dict[str, Any],
+    daily: pl.DataFrame,
+    infos: list[stitch.PredictionDir],
+    out: Path,
+    final: Path,
 ) -> dict[str, Any]:
     """Copy the gate model's files into out/model (so that promotion needs nothing but this output), then
-    decide against the champion stored at the configured (or default) URI."""
-    shutil.rmtree(out / "model", ignore_errors=True)  # only this stage's own copy of the gate model
+    decide against the champion stored at the configured (or default, beside `final`) URI."""
     copied = stitch.copy_model_files(infos, cfg.evaluate.gate_model, out / "model")
-    uri = champion_uri(cfg, out)
+    uri = champion_uri(cfg, final)
     return {**gate.decide(cfg.evaluate, result, daily, load_champion(uri), uri), "model_files": copied}
 
 
@@ -138,17 +159,10 @@ def headline(result: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def _classify(dirs: list[Path]) -> tuple[list[Path], list[Path]]:
+def _classify(arts: list[manifest.Artifact]) -> tuple[list[Path], list[Path]]:
     """Split inputs into prediction directories and data directories (a manifest, no predictions)."""
-    preds, data = [], []
-    for d in dirs:
-        if (d / "predictions.parquet").is_file():
-            preds.append(d)
-        elif (d / "manifest.json").is_file():
-            data.append(d)
-        else:
-            raise FileNotFoundError(f"{d} has neither predictions.parquet nor manifest.json")
-    return preds, data
+    preds = [a.path for a in arts if a.has("predictions.parquet")]
+    return preds, [a.path for a in arts if not a.has("predictions.parquet")]
 
 
 def _data(
@@ -167,6 +181,7 @@ def _data(
         "cost_bp": cfg.evaluate.cost_bp,
         "n_quantiles": cfg.evaluate.n_quantiles,
         "hpo_trials": cfg.evaluate.hpo_trials,
+        "dsr_trials": scorecard.dsr_trials(cfg.evaluate.hpo_trials, test["model"].n_unique()),
         "code_version": code_version(),
     }
     versions = sorted(

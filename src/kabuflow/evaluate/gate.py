@@ -213,13 +213,16 @@ def promote(
     """Copy an evaluate output (metrics, gate decision, daily RankIC, the gate model's files under
     model/) to champion_uri/versions/<version>/, then switch CURRENT.json to it. Readers see the old
     champion or the new one, never a mix. Refuses a challenger the gate rejected unless force=True."""
-    src = Path(challenger_dir)
+    from kabuflow.manifest import open_dir
+
+    art = open_dir(challenger_dir)  # only a complete, verified evaluate output is promoted
+    src = art.path
     gate = read_json(src / "gate.json")
     if not gate.get("promote") and not force:
         raise GateError(f"{src / 'gate.json'} says reject: " + "; ".join(gate.get("reasons", [])))
     uri = champion_uri or gate["champion_uri"]
-    files = [src / f for f in CHAMPION_FILES if (src / f).is_file()]
-    files += sorted(p for p in (src / "model").rglob("*") if p.is_file())
+    files = [src / f for f in CHAMPION_FILES if art.has(f)]
+    files += sorted(src / rel for rel in art.manifest["files"] if rel.startswith("model/"))
     if not (src / "metrics.json").is_file():
         raise GateError(f"{src} has no metrics.json to promote")
     metrics_bytes = (src / "metrics.json").read_bytes()

@@ -113,7 +113,9 @@ def deciles(frame: pl.DataFrame, n_bins: int = N_BINS) -> pl.DataFrame:
         pl.col("score").rank("ordinal").over(KEYS).alias("_r"),
     ).filter(pl.col("_n") >= n_bins)
     ok = ok.with_columns(((pl.col("_r").cast(pl.Int64) - 1) * n_bins // pl.col("_n")).alias("bucket"))
-    per_day = ok.group_by([*KEYS, "bucket"]).agg(pl.col("label").mean())
+    # Sorted before the second mean: group_by's output order varies from run to run, and a mean summed in
+    # another order differs in the last bit; make run's metrics must be identical run after run.
+    per_day = ok.group_by([*KEYS, "bucket"]).agg(pl.col("label").mean()).sort([*KEYS, "bucket"])
     return (
         per_day.group_by("model", "horizon", "bucket")
         .agg(pl.col("label").mean().alias("mean_return"))

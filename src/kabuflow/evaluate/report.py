@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from kabuflow.evaluate import plots
+from kabuflow.evaluate import factors, lookahead, plots
 from kabuflow.evaluate.attribution import ABOUT as ATTRIBUTION_ABOUT
 from kabuflow.evaluate.caveats import caveats
 from kabuflow.evaluate.metrics import DEFINITIONS, METRICS
@@ -147,6 +147,13 @@ def _attribution_html(metrics: dict[str, Any]) -> str:
     return f"<h2>Signal attribution</h2><p>{_e(ATTRIBUTION_ABOUT)}</p>" + _table(header, rows, classes)
 
 
+def _factor_html(metrics: dict[str, Any]) -> str:
+    if not metrics.get("factor_share"):
+        return ""
+    header, rows = factors.rows(metrics)
+    return f"<h2>Zero-parameter factors</h2><p>{_e(factors.ABOUT)}</p>" + _table(header, rows)
+
+
 def _ordered(per_model: dict[str, dict[str, Any]]) -> list[tuple[str, str, Any]]:
     """(model, horizon, value) of a {model: {"5d": value}} mapping, models then horizons in order."""
     return [(m, h, v) for m in sorted(per_model, key=model_rank) for h, v in _by_horizon(per_model[m])]
@@ -223,6 +230,14 @@ def _tables_html(metrics: dict[str, Any]) -> str:
     )
 
 
+def deflation_note(data: dict[str, Any]) -> str:
+    """What the DSR column was deflated for, e.g. "DSR deflated for 40 trials (8 HPO trials × 5 models)"."""
+    if "dsr_trials" not in data:
+        return ""
+    n, hpo = data["dsr_trials"], max(1, data.get("hpo_trials") or 1)
+    return f"DSR deflated for {n} trials ({hpo} HPO trials × {n // hpo} models)"
+
+
 def render_html(
     metrics: dict[str, Any], daily: pl.DataFrame, pnl: pl.DataFrame, deciles: pl.DataFrame
 ) -> str:
@@ -239,9 +254,12 @@ def render_html(
             f'<h1>kabuflow — out-of-sample evaluation</h1><p class="meta">{_e(period)}</p>',
             "".join(f'<p class="caveat">⚠ {_e(c)}</p>' for c in caveats(data)),
             "<h2>Leakage alarms</h2>" + _alarms_html(metrics.get("alarms", [])),
+            lookahead.section(metrics.get("lookahead")),
             "<h2>Promotion gate</h2>" + _gate_html(metrics.get("gate", {})),
             "<h2>Summary</h2>" + _table(header, rows, classes),
+            f'<p class="meta" id="dsr-note">{_e(deflation_note(data))}</p>',
             _attribution_html(metrics),
+            _factor_html(metrics),
             _figures_html(metrics, daily, pnl, deciles),
             _tables_html(metrics),
             '<pre id="image-check" class="meta"></pre>',
@@ -266,10 +284,13 @@ def render_markdown(metrics: dict[str, Any]) -> str:
         *[f"- {r}" for r in gate.get("reasons", [])],
         "",
     ]
-    lines += _md_table(header, rows)
+    lines += [*_md_table(header, rows), "", deflation_note(metrics.get("data", {}))]
     if metrics.get("signal_attribution"):
         header, rows, _ = _attribution_rows(metrics)
         lines += ["", "## Signal attribution", "", ATTRIBUTION_ABOUT, "", *_md_table(header, rows)]
+    if metrics.get("factor_share"):
+        header, rows = factors.rows(metrics)
+        lines += ["", "## Zero-parameter factors", "", factors.ABOUT, "", *_md_table(header, rows)]
     return "\n".join(lines) + "\n"
 
 

@@ -32,7 +32,7 @@ def horizon_of(key: str) -> int:
 
 def model_rank(model: str) -> tuple[int, str]:
     """Sort key: the pipeline's models in DESIGN.md order, then any others by name, the oracle last."""
-    known = ("atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d")
+    known = ("atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d", "low_vol_60d")
     if model == ORACLE:
         return (len(known) + 1, model)
     return (known.index(model), model) if model in known else (len(known), model)
@@ -49,12 +49,17 @@ def build(daily: pl.DataFrame, pnl: pl.DataFrame, hpo_trials: int) -> Card:
     return {m: dict(sorted(hs.items(), key=lambda kv: horizon_of(kv[0]))) for m, hs in card.items()}
 
 
+def dsr_trials(hpo_trials: int, n_models: int) -> int:
+    """The trials the deflated Sharpe is deflated for: every HPO configuration tried, for every model."""
+    return max(1, hpo_trials) * n_models
+
+
 def deflate(card: Card, hpo_trials: int) -> None:
     """Add the deflated Sharpe: trials = hpo_trials × number of models (the oracle is no trial), the
     variance of trial Sharpes from the models' daily net Sharpes at that horizon (0 with one model,
     when the DSR equals the PSR)."""
     models = [m for m in card if m != ORACLE]
-    n_trials = max(1, hpo_trials) * len(models)
+    n_trials = dsr_trials(hpo_trials, len(models))
     for hk in {k for hs in card.values() for k in hs}:
         srs = [card[m][hk]["sr_daily_net"] for m in models if hk in card[m]]
         srs = [s for s in srs if math.isfinite(s)]

@@ -128,12 +128,11 @@ def check_unique(test: pl.DataFrame) -> None:
         )
 
 
-def read_oracle(raw: str | Path | None) -> pl.DataFrame | None:
-    """raw/oracle.parquet as (date, code, oracle_*[, part_*]), cast to schema.oracle_spec; None when
-    there is no oracle (real data)."""
-    if raw is None or not (Path(raw) / "oracle.parquet").exists():
+def read_oracle(path: str | Path | None) -> pl.DataFrame | None:
+    """The raw output's oracle.parquet (the file its manifest lists) as (date, code, oracle_*[, part_*]),
+    cast to schema.oracle_spec; None when there is no oracle (real data)."""
+    if path is None:
         return None
-    path = Path(raw) / "oracle.parquet"
     df = pl.read_parquet(path)
     spec = schema.oracle_spec(df.columns)
     return schema.cast(df, spec, str(path)).select(list(spec)).rename({"Date": "date", "Code": "code"})
@@ -227,8 +226,9 @@ def copy_model_files(infos: list[PredictionDir], model: str, dest: Path) -> list
         if info.models != (model,):
             continue
         sub = dest / (f"fold_{info.folds[0]}" if len(info.folds) == 1 else info.path.name)
+        listed = set(json.loads((info.path / "manifest.json").read_text())["files"]) | {"manifest.json"}
         for src in sorted(info.path.iterdir()):
-            if not src.is_file() or src.name in SKIP_FILES or src.name.startswith("."):
+            if not src.is_file() or src.name in SKIP_FILES or src.name not in listed:
                 continue
             target = sub / src.name
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -7,27 +7,26 @@ from typing import Any
 
 import polars as pl
 
-from kabuflow import schema
+from kabuflow import manifest, schema
 from kabuflow.features import _calendar
 from kabuflow.features._ops import NO_SECTOR, SECTOR_SLOTS
 
 BARS, MASTER = "equities_bars_daily", "equities_master"
 
 
-def read_raw(raw: str | Path) -> dict[str, pl.DataFrame]:
-    """Every `<table>.parquet` of schema.RAW present in `raw`, checked against its columns and dtypes."""
-    raw = Path(raw)
-    if not raw.is_dir():
-        raise FileNotFoundError(f"raw directory {raw} does not exist (run `kabuflow ingest` first)")
+def read_raw(raw: str | Path | manifest.Artifact) -> dict[str, pl.DataFrame]:
+    """Every `<table>.parquet` of schema.RAW that the raw manifest lists, checked against its columns
+    and dtypes; a table file the manifest does not list (left by an earlier run) is never read."""
+    art = raw if isinstance(raw, manifest.Artifact) else manifest.open_dir(raw)
     tables = {}
     for name, spec in schema.RAW.items():
-        path = raw / f"{name}.parquet"
-        if path.exists():
+        if art.has(f"{name}.parquet"):
+            path = art.file(f"{name}.parquet")
             tables[name] = schema.check(pl.read_parquet(path), spec, f"{path}")
     missing = [t for t in schema.RAW_REQUIRED if t not in tables]
     if missing:
         raise FileNotFoundError(
-            f"raw directory {raw} lacks required table(s) {missing} ({missing[0]}.parquet)"
+            f"raw directory {art.path} lacks required table(s) {missing} ({missing[0]}.parquet)"
         )
     return tables
 

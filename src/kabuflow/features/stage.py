@@ -7,7 +7,7 @@ from typing import Any
 
 import polars as pl
 
-from kabuflow import artifacts, schema, telemetry
+from kabuflow import artifacts, manifest, schema, telemetry
 from kabuflow.config import Config, ConfigError
 from kabuflow.features import base
 from kabuflow.features.engine import compute
@@ -48,20 +48,18 @@ def build(
 
 
 def features(cfg: Config, raw: str | Path, out: str | Path) -> dict[str, Any]:
-    """The stage: read `raw/<table>.parquet`, write `out/features.parquet` and `out/manifest.json`."""
+    """The stage: read the tables `raw/manifest.json` lists, write `out/features.parquet` and its manifest."""
     check_horizons(tuple(cfg.features.horizons))
-    with telemetry.stage("features") as rec:
+    with manifest.output(cfg, out, "features") as w, telemetry.stage("features") as rec:
         fams = families(tuple(cfg.features.families) or None)
         # The tables go straight into build, which lets go of the raw bars once it has the base frame.
-        frame, info = build(base.read_raw(raw), tuple(cfg.features.horizons), fams)
+        frame, info = build(base.read_raw(w.read("raw", raw)), tuple(cfg.features.horizons), fams)
         rec.rows_in = info["rows"] + sum(info["dropped"].values())  # the raw bars
         check_output(frame, info)
-        write_features(Path(out) / "features.parquet", frame)
-        manifest = {**info, **artifacts.stamp(cfg, stage="features")}
-        artifacts.write_json(Path(out) / "manifest.json", manifest)
+        write_features(w.dir / "features.parquet", frame)
         rec.rows_out = frame.height
         rec.extra["features"] = len(info["features"])
-    return manifest
+        return w.commit(info)
 
 
 def check_horizons(horizons: tuple[int, ...]) -> None:

@@ -123,17 +123,23 @@ class ATFTGATFAN(nn.Module):
             nn.init.zeros_(self.wide.weight)
             nn.init.zeros_(self.wide.bias)
 
-    def forward(
-        self, x: Tensor, edge_index: Tensor | None = None, edge_attr: Tensor | None = None
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """x: [N, L, F]; edge_index [2, E] / edge_attr [E, 3] (ignored without a graph block)."""
+    def encode(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The temporal part, stock by stock (nothing mixes rows): x [N, L, F] -> state h [N, D] and the
+        variable-selection weights [N, c*F] and attention [N, heads, L]. Its shapes are fixed for a
+        fixed N, which is what CUDA graphs need (`kabuflow.train.loop.forward_fn`)."""
         z = self.input_norm(x)  # [N, L, c*F]
         e, w = self.vsn(z)  # [N, L, D], [N, c*F]
         o, _ = self.lstm(e)  # [N, L, D]
         s = self.lstm_gate(o, e)  # [N, L, D]
         a, attn = self.attn(s)  # [N, D], [N, heads, L]
         h = self.ffn(self.attn_gate(a, s[:, -1]))  # [N, D]
-        aux = {"vsn_weights": w, "attention": attn}
+        return h, {"vsn_weights": w, "attention": attn}
+
+    def forward(
+        self, x: Tensor, edge_index: Tensor | None = None, edge_attr: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """x: [N, L, F]; edge_index [2, E] / edge_attr [E, 3] (ignored without a graph block)."""
+        h, aux = self.encode(x)  # [N, D]
         wide_in = [x[:, -1]]  # [N, F]
         if self.graph is not None:
             if edge_index is None or edge_attr is None:

@@ -105,6 +105,11 @@ class Client:
         self.key = os.environ.get("JQUANTS_API_KEY", "").strip()
         if not self.key:
             raise JQuantsAuthError("JQUANTS_API_KEY is not set: issue an API key in the J-Quants dashboard")
+        if not self.key.isprintable() or any(c.isspace() for c in self.key):
+            # requests would refuse the header with the value in its message; say so without the value
+            raise JQuantsAuthError(
+                "JQUANTS_API_KEY contains a line break, space or control character: copy the key again"
+            )
         self.base = (os.environ.get("JQUANTS_API_URL") or cfg.jquants.base_url).rstrip("/")
         self.jq, self.cache = cfg.jquants, cache
         if self.jq.requests_per_minute <= 0:

@@ -72,6 +72,9 @@ def resolve(cfg: Config) -> SyntheticConfig:
         raise ConfigError(f"synthetic.plant_bad_moves must be >= 0, got {s.plant_bad_moves}")
     if not MIN_STOCKS <= s.n_stocks <= MAX_STOCKS:
         raise ConfigError(f"synthetic.n_stocks must be in [{MIN_STOCKS}, {MAX_STOCKS}], got {s.n_stocks}")
+    if s.skew < 0 or s.lottery < 0:
+        key = "skew" if s.skew < 0 else "lottery"
+        raise ConfigError(f"synthetic.{key} must be >= 0 (0 switches it off), got {getattr(s, key)}")
     for name in signals.SIGNALS:
         if getattr(s, name) < 0:
             raise ConfigError(
@@ -116,11 +119,12 @@ def simulate(
     sched = fins.schedule(u, cal, t0, t_len, _rng(s.seed, 2))
     bar = market.listed_mask(u, t_len, market.halts(u, t_len, _rng(s.seed, 3)))
     ann = fins.announcements(sched, t_len, u.n) & bar
-    shocks = market.draw_shocks(u, ann, s.seed, perturb_from, variant)
+    shocks = market.draw_shocks(u, ann, s.seed, perturb_from, variant, s.skew)
     x = signals.impulses(u, shocks, ann, bar)
     strength = {name: getattr(s, name) for name in signals.SIGNALS}
-    mu, oracle, parts = signals.expected_returns(u, x, strength, keep_parts)
-    r = market.returns(u, shocks, mu)
+    drift = market.static_drift(u, s.lottery)
+    mu, oracle, parts = signals.expected_returns(u, x, strength, drift, keep_parts)
+    r = market.returns(u, shocks, mu, drift)
     q = prices.latent_path(u, r)
     fac = prices.split_factors(u, q, bar, dates, _rng(s.seed, 4))
     p = prices.prints(u, q, r, fac, bar, shocks.sigma, shocks.intraday, shocks.log_volume)
@@ -130,7 +134,7 @@ def simulate(
 def oracle_table(m: Market, parts_at: tuple[int, ...] = ()) -> pl.DataFrame:
     """schema.ORACLE rows for every stock-day with a bar, sorted by (Code, Date); with `parts_at`, also
     each signal's term of the oracle at those horizons, `part_<signal>_<h>d` = strength x unit part (the
-    oracle is their sum plus h x market drift x beta). Needs a market simulated with keep_parts."""
+    oracle is their sum plus h x the static drift: beta x market drift + lottery premium). Needs a market simulated with keep_parts."""
     assert not parts_at or set(m.parts) == set(signals.SIGNALS), "simulate(..., keep_parts=True) first"
     i, t = np.nonzero(m.bar.T)
     cols = {"Date": m.dates[t], "Code": pl.Series(m.universe.codes).gather(i)}

@@ -123,6 +123,43 @@ def stylized_facts(bars: pl.DataFrame, min_days: int = 250, max_stocks: int = 80
     }
 
 
+def skew_by_volatility(bars: pl.DataFrame, horizon: int = 5, window: int = 60) -> dict[str, float]:
+    """How the return distribution changes with volatility: the mean-vs-median trap of issue #12.
+
+    Per date, stocks fall into quintiles of trailing `window`-session vol of log returns (known at t);
+    the label is the next `horizon`-session simple return from the close of t+1, minus the date's mean.
+    `mean_gap` / `median_gap`: top-minus-bottom quintile of the date's mean / median label, averaged over
+    dates; `skew_low` / `skew_high`: median skewness of daily simple returns of the stocks in the bottom
+    / top quintile of full-sample volatility.
+    """
+    r = daily_returns(bars).with_columns(simple=pl.col("r").exp() - 1)
+    per = r.group_by("Code").agg(vol=pl.col("r").std(), skew=pl.col("simple").skew(), n=pl.len())
+    per = per.filter(pl.col("n") >= 2 * window).with_columns(q=(pl.col("vol").rank() * 5 / pl.len()).ceil())
+    close = pl.col("AdjC")
+    lab = (
+        bars.filter(pl.col("Vo") > 0)
+        .sort("Code", "Date")
+        .with_columns(
+            vol=pl.col("AdjC").log().diff().rolling_std(window).over("Code"),
+            y=(close.shift(-1 - horizon) / close.shift(-1) - 1).over("Code"),
+        )
+        .drop_nulls(["vol", "y"])
+        .with_columns(
+            q=(pl.col("vol").rank().over("Date") * 5 / pl.len().over("Date")).ceil(),
+            y=pl.col("y") - pl.col("y").mean().over("Date"),
+        )
+    )
+    by = lab.group_by("Date", "q").agg(mean=pl.col("y").mean(), median=pl.col("y").median())
+    avg = by.group_by("q").agg(pl.col("mean", "median").mean()).sort("q")
+    top, bottom = avg.filter(pl.col("q") == 5), avg.filter(pl.col("q") == 1)
+    return {
+        "mean_gap": float(top["mean"][0] - bottom["mean"][0]),
+        "median_gap": float(top["median"][0] - bottom["median"][0]),
+        "skew_low": float(per.filter(pl.col("q") == 1)["skew"].median()),
+        "skew_high": float(per.filter(pl.col("q") == 5)["skew"].median()),
+    }
+
+
 def forward_labels(adj_close: np.ndarray, horizons: tuple[int, ...]) -> np.ndarray:
     """[H, T, N] labels y_h(t) = AdjC[t+1+h] / AdjC[t+1] - 1 on the session grid; NaN where unknown."""
     t_len = len(adj_close)

@@ -31,6 +31,7 @@ REACT, ANN_VOLUME = 1.2, 0.8
 # it adds is proportional to yesterday's attention, which volume shows.
 VOL_AR, VOL_AR_SD, VOL_ABS, VOL_MKT, VOL_NU, VOL_NOISE = 0.9, 0.1, 0.3, 0.5, 0.6, 0.2
 ATTENTION_AR = 0.93
+SKEW_CAP = 0.9  # the largest weight of the skewed component (skewness 2 sqrt(2) w^3 of one shock)
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class Shocks:
     sigma: np.ndarray  # conditional daily vol of the idiosyncratic part
     log_volume: np.ndarray  # log shares traded, in first-bar share units
     nu: np.ndarray  # attention shock (N(0,1)): raises volume and expected returns, both decaying
+    slow_noise: (
+        np.ndarray
+    )  # N(0,1) innovations of each stock's slow log-variance level (the low-risk impulse)
     z: np.ndarray  # statement surprise draw (used where a statement becomes public)
     w: np.ndarray  # forecast revision noise
     intraday: np.ndarray  # [3, T, N] N(0,1) draws for open, high and low
@@ -65,7 +69,8 @@ def _t(rng: np.random.Generator, df: float, size: int | tuple[int, ...]) -> np.n
 
 
 # Rows of the per-day normal block: what each stock draws every session.
-NORMALS = ("nu", "z", "w", "open", "high", "low", "vol_ar", "vol_noise", "jump", "slow")
+# "skew" comes last: appending a row leaves every earlier draw of the day unchanged.
+NORMALS = ("nu", "z", "w", "open", "high", "low", "vol_ar", "vol_noise", "jump", "slow", "skew")
 
 
 def _draws(
@@ -118,6 +123,22 @@ def _idio_vol(u: Universe, xi: np.ndarray, slow_noise: np.ndarray, vs: np.ndarra
     return np.minimum(sig, MAX_VOL_MULT * u.idio_vol)
 
 
+def skewed_shock(xi: np.ndarray, g: np.ndarray, sig: np.ndarray, ref: float, skew: float) -> np.ndarray:
+    """Unit-variance, zero-mean idiosyncratic shock whose right skew grows with volatility:
+    sqrt(1 - w^2) xi + w (g^2 - 1) / sqrt(2), w = min(skew x sig / ref, SKEW_CAP).
+
+    xi (the fat-tailed draw), g ~ N(0, 1) and w are independent, so the mean stays 0 and the variance 1
+    whatever w is: the vols, the signals and the oracle (an expectation) are untouched. But a volatile
+    stock's median move falls below its mean, as on the TSE (issue #12: by 60-day-vol quintile the mean
+    5-day return rises while the median falls), so a model fitted to means and one fitted to ranks
+    disagree about volatile stocks. skew 0 returns xi itself.
+    """
+    if skew == 0:
+        return xi
+    w = np.minimum(skew * sig / ref, SKEW_CAP)
+    return np.sqrt(1 - w**2) * xi + w * (g.astype(np.float64) ** 2 - 1) / np.sqrt(2)
+
+
 def _momentum_exposure(resid: np.ndarray) -> np.ndarray:
     """Cross-sectional z-score of each stock's residual return over the previous 120 sessions."""
     c = np.cumsum(np.vstack([np.zeros((1, resid.shape[1])), resid]), axis=0)  # c[t] = sum of rows < t
@@ -128,9 +149,15 @@ def _momentum_exposure(resid: np.ndarray) -> np.ndarray:
 
 
 def draw_shocks(
-    u: Universe, ann: np.ndarray, seed: int, perturb_from: int | None = None, variant: int = 1
+    u: Universe,
+    ann: np.ndarray,
+    seed: int,
+    perturb_from: int | None = None,
+    variant: int = 1,
+    skew: float = 0.0,
 ) -> Shocks:
-    """All shocks of T sessions; `ann` [T, N] marks the sessions a statement surprise goes public."""
+    """All shocks of T sessions; `ann` [T, N] marks the sessions a statement surprise goes public;
+    `skew` sets how right-skewed the idiosyncratic shocks of volatile stocks are (skewed_shock)."""
     t_len, n = ann.shape
     n_cl = max(1, int(u.cluster.max()) + 1)
     d = _draws(n, len(SECTORS) + n_cl + 3, t_len, seed, perturb_from, variant)
@@ -145,7 +172,7 @@ def draw_shocks(
         u.sector_load * f_sec[:, u.sector]
         + np.where(u.cluster >= 0, u.cluster_load * f_cl[:, np.maximum(u.cluster, 0)], 0.0)
         + f_style[:, :2] @ u.style.T
-        + sig * d["xi"]
+        + sig * skewed_shock(d["xi"], g["skew"], sig, float(np.median(u.idio_vol)), skew)
         + jump
         + ann * REACT * u.resid_vol * g["z"]
     )
@@ -166,19 +193,30 @@ def draw_shocks(
         sigma=sig.astype(f32),
         log_volume=log_volume.astype(f32),
         nu=g["nu"],
+        slow_noise=g["slow"],
         z=g["z"],
         w=g["w"],
         intraday=np.stack([g["open"], g["high"], g["low"]]),
     )
 
 
-def returns(u: Universe, shocks: Shocks, mu: np.ndarray) -> np.ndarray:
-    """Simple daily returns r = mu + e of the latent (un-rounded, un-limited) adjusted price, [T, N].
+def static_drift(u: Universe, lottery: float) -> np.ndarray:
+    """Each stock's constant expected daily return [N]: the market drift through beta, plus the lottery
+    premium lottery x (long-run idio vol - its median): volatile stocks earn more on average.
 
-    Shocks are martingale differences, so E[r_s | state at s-1] = mu_s exactly; mu carries the
-    market drift through beta and the planted signals.
+    With skewed_shock the premium is paid in the right tail: a volatile stock's mean rises while its
+    median (and its rank) falls, the trap of issue #12 that a mean-fitting (z, L2) model falls into.
     """
-    r = mu + u.beta * MKT_DRIFT + shocks.e
+    return u.beta * MKT_DRIFT + lottery * (u.idio_vol - np.median(u.idio_vol))
+
+
+def returns(u: Universe, shocks: Shocks, mu: np.ndarray, drift: np.ndarray) -> np.ndarray:
+    """Simple daily returns r = mu + drift + e of the latent (un-rounded, un-limited) adjusted price, [T, N].
+
+    Shocks are martingale differences, so E[r_s | state at s-1] = mu_s + drift exactly; mu carries the
+    planted signals, drift (static_drift) the market drift through beta and the lottery premium.
+    """
+    r = mu + drift + shocks.e
     return np.maximum(r, -0.95)
 
 

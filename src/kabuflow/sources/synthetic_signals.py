@@ -9,7 +9,7 @@ Kernels are normalised so that sum_L k_j(L)^2 = 1 / (share of days the impulse i
 strength is then the standard deviation of the signal's daily expected return in units of the
 stock's residual (non-market) volatility. The oracle for horizon h at t is the expected sum of the
 daily returns of sessions t+2 .. t+1+h (the label window) given the state at the close of t: the
-contributions of impulses dated <= t plus beta * market drift. Impulses dated after t have zero
+contributions of impulses dated <= t plus h x the static drift (beta x market drift + lottery premium). Impulses dated after t have zero
 expectation by construction, so they add nothing. It omits only the compounding cross terms of the
 label (second order, ~1e-4 at 5d against an oracle spread of ~5e-3).
 """
@@ -19,11 +19,11 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import lfilter
 
-from kabuflow.sources.synthetic_market import ATTENTION_AR, MKT_DRIFT, Shocks
+from kabuflow.sources.synthetic_market import ATTENTION_AR, SLOW_VOL_AR, Shocks
 from kabuflow.sources.synthetic_universe import CLUSTER_VOL, Universe
 
 HORIZONS = (1, 5, 10, 20)
-SIGNALS = ("reversal", "momentum", "leadlag", "pead", "volume_shock", "vol_interaction")
+SIGNALS = ("reversal", "momentum", "leadlag", "pead", "volume_shock", "vol_interaction", "low_risk")
 # name -> (sign, kind, parameter): geometric kernels k(L) ~ rho^(L-1); windows are flat over lags [a, b].
 KERNELS: dict[str, tuple[float, str, tuple[float, ...]]] = {
     "reversal": (-1.0, "geometric", (0.8,)),  # a residual move partly reverses over ~a week
@@ -32,6 +32,10 @@ KERNELS: dict[str, tuple[float, str, tuple[float, ...]]] = {
     "pead": (1.0, "geometric", (0.96,)),  # drift after a statement surprise, half-life ~17 sessions
     "volume_shock": (1.0, "geometric", (ATTENTION_AR,)),  # attention (abnormal volume) earns a premium
     "vol_interaction": (-1.0, "geometric", (0.9,)),  # volatile stocks reverse, calm ones continue
+    # The low-risk anomaly: a stock earns less while its slow volatility level is high. The impulse is
+    # that level's N(0,1) innovation and the kernel its own AR(1) decay, so c * sum_m rho^m x[t-1-m] is
+    # exactly the level at t-1 over its SD, and the oracle's geometric sum is exact.
+    "low_risk": (-1.0, "geometric", (SLOW_VOL_AR,)),
 }
 STATEMENT_SHARE = 4 / 245  # share of stock-days that carry a statement (PEAD impulse active)
 VOL_WINDOW, VOL_MIN_OBS = 20, 10
@@ -86,7 +90,14 @@ def impulses(u: Universe, shocks: Shocks, ann: np.ndarray, bar: np.ndarray) -> d
         "pead": np.where(ann & bar, shocks.z, 0.0),
         "volume_shock": np.where(bar, shocks.nu, 0.0),
         "vol_interaction": x_rev * zvol_prev,
+        "low_risk": low_risk_impulse(shocks),
     }
+
+
+def low_risk_impulse(shocks: Shocks) -> np.ndarray:
+    """The slow log-variance innovations of every stock-day, bar or not: the level they drive moves
+    whether or not the stock trades (a halted stock's risk does not stand still)."""
+    return shocks.slow_noise.astype(np.float64)
 
 
 def _shift(a: np.ndarray, k: int) -> np.ndarray:
@@ -143,9 +154,14 @@ def _combine(terms: Terms, scale: np.ndarray) -> np.ndarray:
 
 
 def expected_returns(
-    u: Universe, x: dict[str, np.ndarray], strength: dict[str, float], keep: bool = False
+    u: Universe,
+    x: dict[str, np.ndarray],
+    strength: dict[str, float],
+    drift: np.ndarray,
+    keep: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """mu [T, N] (signals only), oracle [H, T, N] and, if `keep`, each signal's unit-strength oracle part."""
+    """mu [T, N] (signals only), oracle [H, T, N] (signals plus h x the static drift [N]) and, if
+    `keep`, each signal's unit-strength oracle part."""
     t_len, n = next(iter(x.values())).shape
     mu, oracle, parts = np.zeros((t_len, n)), np.zeros((len(HORIZONS), t_len, n)), {}
     for name in SIGNALS:
@@ -161,5 +177,5 @@ def expected_returns(
             for k, terms in enumerate(orc_terms):
                 oracle[k] += _combine(terms, strength[name] * unit)
     for k, h in enumerate(HORIZONS):
-        oracle[k] += h * MKT_DRIFT * u.beta
+        oracle[k] += h * drift
     return mu, oracle, parts

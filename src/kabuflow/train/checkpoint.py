@@ -52,7 +52,8 @@ def resume(
         blob = torch.load(ckpt, map_location="cpu", weights_only=True)
         if blob["fingerprint"] != fingerprint:
             raise RuntimeError(
-                f"checkpoint {ckpt} was written by a different config/fold; delete it to start over"
+                f"checkpoint {ckpt} was written by a different config, fold or data (panel/graph); "
+                "delete it to start over"
             )
     if world > 1:
         box = [blob]

@@ -45,12 +45,18 @@ class DayData:
     def __init__(self, panel: Panel, graph: Graph | None, t_end: int, device: torch.device) -> None:
         sl = slice(0, t_end + 1)
         self.device, self.t_end = device, t_end
+        # Which outputs the arrays come from (stage -> manifest sha256): a checkpoint's data fingerprint.
+        self.lineage = {**panel.lineage, **(graph.lineage if graph is not None else {})}
         self.X = torch.from_numpy(np.array(panel.X[sl])).to(device)  # [T', N, F]
         self.Y = torch.from_numpy(np.array(panel.Y[sl])).to(device)  # [T', N, H]
         self.Y_raw = torch.from_numpy(np.array(panel.Y_raw[sl])).to(device)  # [T', N, H]
         self.valid = torch.from_numpy(np.array(panel.valid[sl])).to(device)  # [T', N]
         self.n_codes = self.X.shape[1]
-        self.graph = None
+        # Each day's valid stocks, CSR by date, so a step slices them with host offsets: valid[t].nonzero()
+        # per day would stop the host until the GPU caught up (a host sync every step).
+        self.day_stocks = self.valid.nonzero()[:, 1]  # [sum_t n_t], codes ascending within a day
+        self.day_offsets = np.concatenate([[0], np.cumsum(panel.valid[sl].sum(1))]).astype(np.int64)
+        self.graph = self.local_edges = None
         if graph is not None:
             e_end = int(graph.offsets[t_end + 1])
             self.graph = (
@@ -58,6 +64,7 @@ class DayData:
                 torch.from_numpy(np.array(graph.edge_attr[:e_end])).to(device).float(),  # [E', 3]
                 np.asarray(graph.offsets[: t_end + 2]),
             )
+            self.local_edges = self._local_edges()
 
     def upto(self, t_end: int) -> DayData:
         """A view holding dates <= t_end only (no copy): what a fit may see, cut from the full data."""
@@ -66,15 +73,31 @@ class DayData:
         view.t_end = t_end
         view.X, view.Y, view.Y_raw = self.X[: t_end + 1], self.Y[: t_end + 1], self.Y_raw[: t_end + 1]
         view.valid = self.valid[: t_end + 1]
+        view.day_offsets = self.day_offsets[: t_end + 2]
+        view.day_stocks = self.day_stocks[: int(view.day_offsets[-1])]
         if self.graph is not None:
             ei, ea, off = self.graph
             e_end = int(off[t_end + 1])
             view.graph = (ei[:, :e_end], ea[:e_end], off[: t_end + 2])
+            view.local_edges = None if self.local_edges is None else self.local_edges[:, :e_end]
         return view
+
+    def _local_edges(self) -> Tensor | None:
+        """Every day's edges renumbered among that day's valid stocks ([2, E'], once for all days), or
+        None when some edge has an end not valid on its day (then each day is renumbered and filtered)."""
+        ei, _, off = self.graph
+        day = torch.repeat_interleave(
+            torch.arange(len(off) - 1, device=self.device), torch.from_numpy(np.diff(off)).to(self.device)
+        )  # [E']
+        ends_valid = self.valid[day, ei[0]] & self.valid[day, ei[1]]
+        if not bool(ends_valid.all()):  # one host sync, at load time
+            return None
+        local = torch.cumsum(self.valid, 1) - 1  # [T', N]: a valid code's position among its day's
+        return torch.stack([local[day, ei[0]], local[day, ei[1]]])
 
     def stocks(self, t: int, max_stocks: int = 0, gen: torch.Generator | None = None) -> Tensor:
         """Valid stocks of day t, optionally a random subset of at most max_stocks (sorted)."""
-        idx = self.valid[t].nonzero().squeeze(1)  # [n]
+        idx = self.day_stocks[self.day_offsets[t] : self.day_offsets[t + 1]]  # [n]
         if max_stocks and len(idx) > max_stocks:
             pick = torch.randperm(len(idx), generator=gen)[:max_stocks].sort().values
             idx = idx[pick.to(idx.device)]
@@ -105,6 +128,10 @@ class DayData:
             )
         ei_all, ea_all, off = self.graph
         ei, ea = ei_all[:, off[t] : off[t + 1]], ea_all[off[t] : off[t + 1]]  # [2, e], [e, 3]
+        whole = self.day_stocks[self.day_offsets[t] : self.day_offsets[t + 1]]
+        if self.local_edges is not None and (idx.data_ptr(), len(idx)) == (whole.data_ptr(), len(whole)):
+            # idx is stocks(t) itself (the same memory): day t's own numbering, no filter, no sync
+            return self.local_edges[:, off[t] : off[t + 1]], ea
         local = torch.full((self.n_codes,), -1, dtype=torch.long, device=self.device)
         local[idx] = torch.arange(len(idx), device=self.device)
         src, dst = local[ei[0]], local[ei[1]]  # [e]

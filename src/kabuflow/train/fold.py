@@ -1,12 +1,15 @@
-"""train-fold: one walk-forward fold x one model kind (atft | lightgbm | ridge | reversal_5d | momentum_60d)."""
+"""train-fold: one walk-forward fold x one model kind (atft | lightgbm | ridge | a zero-parameter factor)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
+import tempfile
 import time
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +18,19 @@ import polars as pl
 import torch
 import torch.distributed as dist
 
-from kabuflow import telemetry
-from kabuflow.artifacts import atomic_write, stamp, write_json, write_parquet
+from kabuflow import manifest, telemetry
+from kabuflow.artifacts import atomic_write, write_json, write_parquet
 from kabuflow.config import Config, ModelName
-from kabuflow.folds import FoldsLike, check_lookback, fold_days, read_fold
-from kabuflow.graph import Graph, as_graph
+from kabuflow.folds import Fold, FoldsLike, check_lookback, fold_days, folds_lineage, read_fold
+from kabuflow.graph import Graph, as_graph, load_graph
 from kabuflow.model.atft_gat_fan import Ensemble, model_config_to_dict, n_params
 from kabuflow.model.losses import horizon_weights
 from kabuflow.normalize import Panel, as_panel
 from kabuflow.train.baselines import run_baseline
 from kabuflow.train.days import DayData, deterministic, resolve_device
 from kabuflow.train.loop import fit_atft
-from kabuflow.train.predictions import predict_days, prediction_table, split_metrics, val_rank_ic
+from kabuflow.train.predictions import predict_days, prediction_table, split_metrics, val_rank_ic, vsn_weights
+from kabuflow.train.targets import with_target
 from kabuflow.version import code_version
 
 MODELS: tuple[str, ...] = typing.get_args(ModelName)
@@ -136,6 +140,8 @@ def _train_atft(
         "fold": k,
     }
     atomic_write(out / "model.pt", lambda p: torch.save(blob, p))
+    # What the model reads, on the fold's test days: the report's variable-selection section.
+    write_json(out / "vsn_weights.json", vsn_weights(model, data, days["test"], panel.feature_names))
     for m in range(len(fits)):  # the run is complete; model.pt supersedes the checkpoints
         _checkpoint(out, m).unlink(missing_ok=True)
     return pl.concat(tables).sort("code", "date", "horizon"), info
@@ -165,25 +171,49 @@ def train_fold(
 
     Writes to out: predictions.parquet (schema.PREDICTIONS), history.json, metrics.json, manifest.json and
     the model file (atft: model.pt; lightgbm: lightgbm_<h>d.txt; ridge: ridge.json; factors: factor.json).
-    Under torchrun only rank 0 writes. Returns the manifest (with flat `metrics`).
+    Under torchrun only rank 0 writes. Returns the manifest (with flat `metrics`). The output is
+    published as a unit (kabuflow.manifest); until then the checkpoints live in manifest.partial_dir(out),
+    which a re-run resumes from. Panel, graph and folds must share one lineage (the same normalize output).
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r} (known: {', '.join(MODELS)})")
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    p = as_panel(panel)
-    check_lookback(cfg.model.lookback, len(p.dates))
-    fold = read_fold(folds, k)
-    days = fold_days(fold, p.dates)
-    with telemetry.stage("train-fold") as rec:
+    rank0 = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes the output
+    place = manifest.output(cfg, out, "train-fold", keep=("checkpoint*.pt",)) if rank0 else _scratch(cfg)
+    with place as w:
+        p = with_target(as_panel(panel), cfg.train.target, cfg.normalize.clip)  # Y = what every model fits
+        check_lookback(cfg.model.lookback, len(p.dates))
+        g = load_graph(graph) if isinstance(graph, str | Path) else graph
+        # Lineage where the artifacts meet: panel, graph and folds must come from one normalize output.
+        for name, lineage in (("panel", p.lineage), ("graph", getattr(g, "lineage", {}))):
+            w.use(f"{name} {panel if name == 'panel' else graph}", lineage)
+        w.use(f"folds {folds if isinstance(folds, str | Path) else '(list)'}", folds_lineage(folds))
+        fold = read_fold(folds, k)
+        days = fold_days(fold, p.dates)
+        return _fit_and_write(cfg, p, g, days, fold, model, w)
+
+
+@contextlib.contextmanager
+def _scratch(cfg: Config) -> Iterator[manifest.Output]:
+    """A non-zero torchrun rank's throwaway output: it trains, rank 0 writes."""
+    with tempfile.TemporaryDirectory(prefix="kabuflow-rank-") as tmp:
+        yield manifest.Output(cfg, Path(tmp) / "out", "train-fold", Path(tmp))
+
+
+def _fit_and_write(
+    cfg: Config, p: Panel, g: Any, days: dict[str, np.ndarray], fold: Fold, model: str, w: manifest.Output
+) -> dict[str, Any]:
+    """Train, then write predictions, history, metrics and the manifest into the output being made."""
+    k, out = fold.k, w.dir
+    with telemetry.stage("train-fold", label=f"{model}/{k}") as rec:
         rec.rows_in = int(sum(np.asarray(p.valid[days[s]]).sum() for s in days))
         if model == "atft":
-            pred, info = _train_atft(cfg, p, graph, days, k, out)
+            pred, info = _train_atft(cfg, p, g, days, k, out)
         else:
             pred, info = run_baseline(cfg, p, days, model, k, out)
         if pred is None:  # a non-zero torchrun rank: rank 0 writes the artifacts
+            w.committed = {}
             return {"rank": info["rank"], "world_size": info["world_size"], "model": model, "fold": k}
         rec.rows_out = pred.height
         nested = split_metrics(pred)
@@ -195,13 +225,5 @@ def train_fold(
     write_parquet(out / "predictions.parquet", pred)
     write_json(out / "history.json", history)
     write_json(out / "metrics.json", metrics)
-    manifest = stamp(
-        cfg,
-        stage="train-fold",
-        model=model,
-        fold=fold.to_dict(),
-        metrics=_flat_metrics(nested),
-        rows=pred.height,
-    )
-    write_json(out / "manifest.json", manifest)
-    return manifest
+    content = {"model": model, "fold": fold.to_dict(), "metrics": _flat_metrics(nested), "rows": pred.height}
+    return w.commit(content)

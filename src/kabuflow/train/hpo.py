@@ -1,8 +1,8 @@
-"""hpo: Optuna (TPE + median pruning) over ATFT-GAT-FAN's main knobs, scored on validation RankIC only."""
+"""hpo: Optuna (TPE + median pruning) over the search space in config, scored on validation RankIC only."""
 
 from __future__ import annotations
 
-import re
+import json
 import socket
 import zlib
 from pathlib import Path
@@ -13,37 +13,34 @@ import optuna
 import torch
 
 from kabuflow.artifacts import stamp, write_json
-from kabuflow.config import Config
+from kabuflow.config import Config, SearchDim, field_type
 from kabuflow.folds import FoldsLike, fold_days, read_fold, read_folds
 from kabuflow.graph import Graph, as_graph
 from kabuflow.normalize import Panel, as_panel
+from kabuflow.train import study as studies
 from kabuflow.train.days import DayData, deterministic, resolve_device
 from kabuflow.train.loop import fit_atft
+from kabuflow.train.targets import with_target
+
+METRIC = "validation RankIC (horizon-weighted mean of daily Spearman)"
 
 
-def suggest(trial: optuna.Trial, cfg: Config) -> list[str]:
-    """The trial's `section.key=value` overrides. Width choices scale with the profile's hidden size."""
-    h = cfg.model.hidden
-    hidden = trial.suggest_categorical("model.hidden", [max(16, h // 2), h, 2 * h])
-    return [
-        f"model.hidden={hidden}",
-        f"model.dropout={trial.suggest_float('model.dropout', 0.0, 0.3)}",
-        f"model.input_norm={trial.suggest_categorical('model.input_norm', ['fan', 'san', 'none'])}",
-        f"model.gat_layers={trial.suggest_int('model.gat_layers', 1, 3)}",
-        f"train.lr={trial.suggest_float('train.lr', 3e-4, 5e-3, log=True)}",
-        f"train.weight_decay={trial.suggest_float('train.weight_decay', 1e-6, 1e-2, log=True)}",
-        f"train.rank_weight={trial.suggest_float('train.rank_weight', 0.0, 2.0)}",
-    ]
+def suggest(trial: optuna.Trial, cfg: Config) -> Config:
+    """The trial's config: each key of cfg.hpo.space drawn by Optuna and set by dataclasses.replace."""
+    return cfg.with_params({key: _draw(trial, key, dim) for key, dim in cfg.hpo.space.items()})
 
 
-def redact(url: str) -> str:
-    """A storage URL without its password, fit for an artifact."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+def _draw(trial: optuna.Trial, key: str, dim: SearchDim) -> Any:
+    if dim.choices:
+        return trial.suggest_categorical(key, list(dim.choices))
+    if field_type(key)[2] is int:
+        return trial.suggest_int(key, int(dim.low), int(dim.high), log=dim.log)
+    return trial.suggest_float(key, dim.low, dim.high, log=dim.log)
 
 
 def _objective(cfg: Config, data: DayData, days: dict[str, np.ndarray], k: int) -> Any:
     def objective(trial: optuna.Trial) -> float:
-        tcfg = cfg.with_overrides([*suggest(trial, cfg), f"train.epochs={cfg.hpo.epochs}"])
+        tcfg = suggest(trial, cfg).with_params({"train.epochs": cfg.hpo.epochs})
 
         def report(epoch: int, score: float) -> None:
             trial.report(score, epoch)
@@ -64,17 +61,18 @@ def run_hpo(
     trials: int,
     storage: str,
     out: str | Path,
+    worker: int = 0,
 ) -> dict[str, Any]:
-    """Run `trials` more trials of the study `cfg.hpo.study` at `storage` ("" = SQLite in out) and write
-    out/hpo.json: best params (also as --set overrides), best value, and the study's trial count for the
-    deflated Sharpe. Tuning uses fold cfg.hpo.fold's train dates to fit and its validation dates to
-    score; those must precede every fold's test dates, which are never loaded."""
+    """Run `trials` more trials of the study `cfg.hpo.study` at `storage` ("" = SQLite in out), beside any
+    other workers on the same study, and write out/hpo.json (see `summarise`). Tuning uses fold
+    cfg.hpo.fold's train dates to fit and its validation dates to score; those must precede every
+    fold's test dates, which are never loaded."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    storage = storage or f"sqlite:///{(out / 'optuna.db').resolve()}"
+    url = studies.resolve_url(storage, out)
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
-    p = as_panel(panel)
+    p = with_target(as_panel(panel), cfg.train.target, cfg.normalize.clip)  # as train-fold fits
     k = cfg.hpo.fold
     days = fold_days(read_fold(folds, k), p.dates)
     first_test = min(fold_days(f, p.dates)["test"][0] for f in read_folds(folds))
@@ -84,32 +82,53 @@ def run_hpo(
     data = DayData(p, as_graph(graph, cfg.model.use_graph), int(days["val"][-1]), device)
     assert data.t_end < first_test, "HPO must never hold a test date"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=cfg.hpo.study,
-        storage=storage,
-        load_if_exists=True,
-        direction="maximize",
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=cfg.hpo.startup_trials, n_warmup_steps=1),
-    )
-    # A continued or shared study must not replay the same random start: the sampler's seed mixes in
-    # the trials already there and the pod (hostname), and stays reproducible on one machine.
-    seed = cfg.train.seed + 7919 * len(study.trials) + zlib.crc32(socket.gethostname().encode())
+    study = studies.load_study(cfg.hpo, url)
+    # Workers of one study must not replay the same random start: the sampler's seed mixes in the
+    # worker index, the pod (hostname) and the trials already there, and stays reproducible on one machine.
+    host = zlib.crc32(socket.gethostname().encode())
+    seed = cfg.train.seed + 7919 * len(study.trials) + 104729 * worker + host
     study.sampler = optuna.samplers.TPESampler(seed=seed % 2**32)
     with deterministic(device):
         study.optimize(_objective(cfg, data, days, k), n_trials=trials)
-    states = [t.state for t in study.trials]
-    done = optuna.trial.TrialState
-    result = {
-        "study": cfg.hpo.study,
-        "storage": redact(storage),
-        "fold": k,
-        "n_trials": sum(s in (done.COMPLETE, done.PRUNED) for s in states),  # every configuration tried
-        "n_complete": states.count(done.COMPLETE),
-        "n_pruned": states.count(done.PRUNED),
-        "best_value": study.best_value,
-        "best_params": study.best_params,
-        "best_overrides": [f"{key}={value}" for key, value in study.best_params.items()],
-        "metric": "validation RankIC (horizon-weighted mean of daily Spearman)",
-    }
+    result = summarise(cfg, study, url)
     write_json(out / "hpo.json", {**result, **stamp(cfg, stage="hpo")})
     return result
+
+
+def summarise(cfg: Config, study: optuna.Study, url: str) -> dict[str, Any]:
+    """hpo.json's content: the best trial's settings (`best_params`, typed, for `kabuflow run --hpo`)
+    and value, and the trial counts; n_trials (complete + pruned) feeds the deflated Sharpe."""
+    counts = studies.count(study)
+    if counts["n_complete"] == 0:
+        raise RuntimeError(f"study {cfg.hpo.study} at {studies.redact(url)} has no complete trial: {counts}")
+    best = study.best_trial
+    return {
+        "study": cfg.hpo.study,
+        "storage": studies.redact(url),
+        "fold": cfg.hpo.fold,
+        **counts,
+        "best_trial": best.number,
+        "best_value": best.value,
+        "best_params": best.params,
+        "metric": METRIC,
+    }
+
+
+def apply_best(cfg: Config, hpo: dict[str, Any]) -> Config:
+    """`cfg` with hpo.json's best settings, and its trial count for evaluate's deflated Sharpe."""
+    if "best_params" not in hpo or "n_trials" not in hpo:
+        raise ValueError("hpo.json needs best_params and n_trials (written by kabuflow hpo / hpo-summary)")
+    return cfg.with_params({**hpo["best_params"], "evaluate.hpo_trials": int(hpo["n_trials"])})
+
+
+def read_best(uri: str | Path) -> dict[str, Any]:
+    """hpo.json from a path, a directory holding it, or an s3:// / gs:// URI."""
+    from kabuflow import storage
+
+    uri = str(uri)
+    if not uri.endswith(".json"):
+        uri = storage.join(uri, "hpo.json")
+    try:
+        return json.loads(storage.read_bytes(uri))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{uri} is not valid JSON: {err}") from None

@@ -19,15 +19,12 @@ from kabuflow import telemetry
 from kabuflow.config import Config
 from kabuflow.model.atft_gat_fan import ATFTGATFAN
 from kabuflow.model.losses import (
-    day_loss,
     horizon_weights,
-    long_short_return,
-    masked_standardize,
-    sharpe_loss,
 )
 from kabuflow.train.checkpoint import FitState, resume, save
-from kabuflow.train.days import DayData, day_seed
+from kabuflow.train.days import DayData
 from kabuflow.train.predictions import val_rank_ic
+from kabuflow.train.step import forward_fn, step_loss
 
 EpochHook = Callable[[int, float], None]
 
@@ -62,36 +59,6 @@ def lr_schedule(opt: torch.optim.Optimizer, warmup: int, total: int) -> torch.op
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
-def _autocast(cfg: Config, device: torch.device) -> torch.autocast:
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.bf16 and device.type == "cuda")
-
-
-def _step_loss(
-    fwd: Any, data: DayData, days: np.ndarray, cfg: Config, epoch: int, w: torch.Tensor
-) -> tuple[torch.Tensor, int]:
-    """Mean loss over this step's days (+ the optional Sharpe term across them) and the stock-days seen."""
-    tc, quantiles = cfg.train, tuple(cfg.model.quantiles)
-    losses, rets, n = [], [], 0
-    for t in days:
-        seed = day_seed(tc.seed, epoch, int(t))
-        gen = torch.Generator().manual_seed(seed)
-        idx = data.stocks(int(t), tc.max_stocks_per_day, gen)
-        b = data.day(int(t), cfg.model.lookback, idx, gen if tc.shuffle_labels else None)
-        torch.manual_seed(seed)  # dropout masks depend on the day, not on the process that runs it
-        with _autocast(cfg, data.device):
-            q, _ = fwd(b.x, b.edge_index, b.edge_attr)  # [n, H, Q]
-        q = q.float()
-        losses.append(day_loss(q, b.y, b.mask, quantiles, w, tc.rank_weight, tc.rank_temperature))
-        if tc.sharpe_weight:
-            y = masked_standardize(torch.nan_to_num(b.y), b.mask)
-            rets.append(long_short_return(q[..., quantiles.index(0.5)], y, b.mask))
-        n += len(idx)
-    loss = torch.stack(losses).mean()
-    if tc.sharpe_weight:  # Sharpe over this rank's days of the step (one day: the return itself)
-        loss = loss + tc.sharpe_weight * (sharpe_loss(torch.stack(rets)) * w).sum()
-    return loss, n
 
 
 def _allreduce_grads(model: torch.nn.Module, world: int) -> None:
@@ -134,17 +101,21 @@ def train_epoch(
     """One pass over the epoch's days; rank r takes days[r::world]. Returns (mean loss, stock-days).
     `ema`, when given, tracks an exponential moving average of the weights (train.ema_decay)."""
     model.train()
-    dps = cfg.train.days_per_step
+    dps, check = cfg.train.days_per_step, cfg.train.check_every
     order = epoch_days(days, cfg.train.seed, epoch, cfg.train.days_per_epoch, dps * world)
     mine = order[rank::world]
+    steps = len(mine) // dps
     total, n_seen = torch.zeros((), device=data.device), 0
-    for s in range(len(mine) // dps):
+    first_bad = torch.full((), -1, dtype=torch.long, device=data.device)  # first non-finite step, on device
+    for s in range(steps):
         opt.zero_grad(set_to_none=True)
-        loss, n = _step_loss(fwd, data, mine[s * dps : (s + 1) * dps], cfg, epoch, w)
-        if not torch.isfinite(loss):  # one degenerate day must not poison the weights for good
-            raise FloatingPointError(
-                f"non-finite training loss at epoch {epoch}, days {mine[s * dps : (s + 1) * dps]}"
-            )
+        torch.compiler.cudagraph_mark_step_begin()  # a new step: CUDA graph outputs of the last may go
+        loss, n = step_loss(fwd, data, mine[s * dps : (s + 1) * dps], cfg, epoch, w)
+        # Checked on the device and read by the host every `check` steps (0: at the end of the epoch):
+        # `if not isfinite(loss)` here made the host wait for the GPU on every step.
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), s, first_bad)
+        if check and (s + 1) % check == 0:
+            _raise_if_non_finite(first_bad, mine, dps, epoch)
         loss.backward()
         if world > 1:
             _allreduce_grads(model, world)
@@ -155,7 +126,17 @@ def train_epoch(
             _ema_update(ema, model, cfg.train.ema_decay, sched.last_epoch)
         total += loss.detach()
         n_seen += n
-    return float(total) / max(1, len(mine) // dps), n_seen
+    _raise_if_non_finite(first_bad, mine, dps, epoch)  # before the epoch's checkpoint can keep the weights
+    return float(total) / max(1, steps), n_seen
+
+
+def _raise_if_non_finite(first_bad: torch.Tensor, mine: np.ndarray, dps: int, epoch: int) -> None:
+    """One degenerate day must not poison the weights for good: stop, naming the step's days."""
+    s = int(first_bad)  # the host sync
+    if s >= 0:
+        raise FloatingPointError(
+            f"non-finite training loss at epoch {epoch}, days {mine[s * dps : (s + 1) * dps]}"
+        )
 
 
 def _gpu_mem(device: torch.device) -> float:
@@ -181,6 +162,8 @@ def _build(
     for key in ("epochs", "days_per_step", "val_stride"):
         if getattr(tc, key) < 1:
             raise ValueError(f"train.{key} must be >= 1, got {getattr(tc, key)}")
+    if min(tc.check_every, tc.pad_stocks) < 0:
+        raise ValueError("train.check_every and train.pad_stocks must be >= 0")
     torch.manual_seed(tc.seed * 1009 + fold)  # each fold its own initial weights (ranks share them)
     model = ATFTGATFAN(cfg.model, data.X.shape[2], data.Y.shape[2]).to(data.device)
     if world > 1:
@@ -228,14 +211,17 @@ def fit_atft(
     """
     tc = cfg.train
     model, opt, sched = _build(cfg, data, days, fold, world)
-    fingerprint = repr((cfg.model, tc, fold, len(days["train"]), len(days["val"]), world))
+    # The data is part of the fingerprint (panel and graph by manifest hash, the fold by its dates): a
+    # checkpoint left by a run on other data is an error, never a resume.
+    bounds = [int(days[s][i]) for s in ("train", "val") for i in (0, -1)]
+    fingerprint = repr((cfg.model, tc, fold, bounds, world, sorted(data.lineage.items())))
     st = resume(ckpt, model, opt, sched, fingerprint, rank, world)
     resumed_from = st.epoch
     ema = copy.deepcopy(model) if tc.ema_decay > 0 else None  # validated, kept and returned when on
     if ema is not None and st.ema_state is not None:
         ema.load_state_dict(st.ema_state)
     scored = ema if ema is not None else model
-    fwd = torch.compile(model, dynamic=True) if tc.compile else model
+    fwd = forward_fn(model, tc)
     w = horizon_weights(tc.horizon_weights, data.Y.shape[2], data.device)
     while st.epoch < tc.epochs and not st.stopped:
         t0 = time.perf_counter()
@@ -243,7 +229,13 @@ def fit_atft(
             fwd, model, opt, sched, data, days["train"], cfg, st.epoch, w, rank, world, ema
         )
         speed = n_seen * world / (time.perf_counter() - t0)
-        score, per_h = _validate(scored, data, days["val"], w, cfg, world)
+        # Without early stopping or a pruning hook nothing reads a non-final epoch's score: skipping
+        # those validations leaves the weights as they were (eval draws no random numbers).
+        needed = tc.patience > 0 or on_epoch_end is not None or st.epoch == tc.epochs - 1
+        if needed or tc.validate_every_epoch:
+            score, per_h = _validate(scored, data, days["val"], w, cfg, world)
+        else:
+            score, per_h = math.nan, []
         row = {"epoch": st.epoch, "train_loss": loss, "val_rank_ic": score, "stock_days_per_s": speed}
         st.history.append({**row, "val_rank_ic_h": per_h, "seconds": time.perf_counter() - t0})
         _end_epoch(st, score, scored, tc.patience)
@@ -256,6 +248,7 @@ def fit_atft(
             dist.barrier()
         if on_epoch_end is not None:
             on_epoch_end(st.epoch - 1, score)
+    model.__dict__.pop("encode", None)  # back to the plain method: the compiled one was for training shapes
     if tc.patience > 0 and st.best_state is not None:
         model.load_state_dict(st.best_state)
     elif ema is not None:

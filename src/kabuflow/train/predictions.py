@@ -65,7 +65,9 @@ def split_metrics(pred: pl.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
     """Mean daily RankIC and IC of score vs label per split and horizon, by evaluate.metrics.daily_ic's
     rules (so a fold's KFP panel and metrics.json agree): a date needs 3 scored, labelled names, and a
     constant score counts as 0 on its date, not as missing. A fold's val and test dates are disjoint."""
+    # Sorted: a join's row order is not fixed, and a mean summed in another order moves the last bit.
     daily = metrics.daily_ic(pred).join(pred.select("date", "split").unique(), on="date")
+    daily = daily.sort("split", "horizon", "date")
     agg = daily.group_by("split", "horizon").agg(
         pl.col("rank_ic").mean(), pl.col("ic").mean(), pl.col("date").n_unique().alias("n_days")
     )
@@ -106,6 +108,28 @@ def predict_days(
         }
     q_all = np.concatenate(qs)  # [R, H, Q]
     return {"t": np.concatenate(ts), "s": np.concatenate(ss), "score": q_all[..., mid], "q": q_all}
+
+
+@torch.no_grad()
+def vsn_weights(
+    model: ATFTGATFAN | Ensemble, data: DayData, days: np.ndarray, feature_names: list[str]
+) -> dict[str, float]:
+    """{feature: mean variable-selection weight} over every valid stock of `days`, largest first.
+
+    The VSN gates c * F inputs (the FAN split gives each feature c channels, concatenated channel-major);
+    a feature's weight is the sum of its channels', so the weights sum to 1 per stock-day.
+    """
+    model.eval()
+    total, count = torch.zeros(len(feature_names), dtype=torch.float64), 0
+    for t in days:
+        idx = data.stocks(int(t))
+        b = data.day(int(t), model.cfg.lookback, idx)
+        _, aux = model(b.x, b.edge_index, b.edge_attr)
+        w = aux["vsn_weights"].float()  # [n, c*F]
+        total += w.view(len(idx), -1, len(feature_names)).sum(1).sum(0).double().cpu()  # [F]
+        count += len(idx)
+    mean = (total / max(count, 1)).tolist()
+    return dict(sorted(zip(feature_names, mean, strict=True), key=lambda kv: -kv[1]))
 
 
 @torch.no_grad()
