@@ -58,7 +58,7 @@ def test_the_pipeline_passes_every_stage_at_every_cut(clean):
     assert {"X:ret_1d", "valid", "R", "sector", "market"} <= set(by["panel", CUT])
     assert set(by["graph", CUT]) == {"edge", "rho", "same_sector", "same_market"}
     assert by["graph", CUT]["edge"]["compared"] > 100  # the graph is not empty by the first cut
-    models = {"atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d"}
+    models = {"atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d", "low_vol_60d"}
     assert {c.split(":")[0] for c in by["scores", CUT]} == models
     # The later cut compares more dates: the same 20 stocks, ~75 more sessions.
     assert by["features", CUT2]["ret_1d"]["compared"] > by["features", CUT]["ret_1d"]["compared"] > 2000
@@ -72,7 +72,7 @@ def test_the_pipeline_passes_every_stage_at_every_cut(clean):
 def test_the_statistical_check_covers_every_model(clean):
     report, _ = clean
     table = report["lookahead"]["table"]
-    assert set(table) == {"atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d"}
+    assert set(table) == {"atft", "lightgbm", "ridge", "reversal_5d", "momentum_60d", "low_vol_60d"}
     for loads in table.values():
         assert list(loads) == ["t-2", "t-1", "t", "t+1", "t+2", "t+3"]
         assert all(-1 <= v <= 1 for v in loads.values())
