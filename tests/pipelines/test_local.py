@@ -82,7 +82,9 @@ def test_the_console_is_one_line_per_task_and_the_full_log_is_a_file(run_dir):
     assert log.startswith(str(out / "logs")) and "Executing task" in open(log).read()
     rows = [ln.split()[0] for ln in lines[1:] if ln.startswith("  ") and not ln.startswith("  folds [")]
     stages = ["ingest", "features", "normalize", "graph", "folds", "evaluate-all", "promote"]
-    assert sorted(set(rows)) == sorted([*stages, "train-fold"]) and rows.count("train-fold") == 2 * 5
+    assert (
+        sorted(set(rows)) == sorted([*stages, "train-fold"]) and rows.count("train-fold") == 2 * 6
+    )  # 2 folds x the 6 default models
     assert all(rows.count(s) == 1 for s in stages)
     assert "Got executor_input" not in stdout and len(lines) < 40
     bars = [ln for ln in lines if ln.startswith("  folds [")]  # the folds' epoch events reached the console
