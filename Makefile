@@ -5,12 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= runs/local
+CONTAINERS_OUT ?= runs/containers
 ARGS ?=
 
 .DEFAULT_GOAL := help
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "kabuflow needs Python 3.11 ($(PY) not found)"; exit 1; }
@@ -46,6 +47,18 @@ image: ## build the cpu and gpu images (needs a Docker engine); timestamps fixed
 	docker build -f docker/Dockerfile --target cpu --build-arg SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) --build-arg GIT_SHA=$$(git rev-parse HEAD) -t kabuflow:cpu-$$(git rev-parse --short HEAD) .
 	docker build -f docker/Dockerfile --target gpu --build-arg SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) --build-arg GIT_SHA=$$(git rev-parse HEAD) -t kabuflow:gpu-$$(git rev-parse --short HEAD) .
 
+podman: ## install and configure podman as a Docker-compatible engine (root; idempotent)
+	bash scripts/podman-setup.sh
+
+image-cpu: podman ## build localhost/kabuflow:cpu-<sha> with podman from this machine's own mirrors
+	bash scripts/image-build.sh cpu
+
+run-containers: $(STAMP) ## make run, every task in a container of the cpu image (make image-cpu first)
+	$(BIN)/kabuflow run --runner docker --out $(CONTAINERS_OUT) $(ARGS)
+
+image-test: $(STAMP) ## fresh machine -> podman, base and cpu image, a small run in containers, checked
+	bash scripts/image-test.sh
+
 fmt: $(STAMP) ## format the code
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
@@ -53,4 +66,4 @@ fmt: $(STAMP) ## format the code
 clean: ## remove run outputs (keeps .venv)
 	rm -rf runs local_outputs .pytest_cache
 
-.PHONY: help install run sysdeps lint test bench compile image fmt clean
+.PHONY: help install run sysdeps lint test bench compile image podman image-cpu run-containers image-test fmt clean

@@ -1,20 +1,27 @@
-"""`make run`: the very same pipeline, executed on this machine by KFP's local SubprocessRunner."""
+"""`make run` and `make run-containers`: the very same pipeline, on this machine, through KFP's local runners."""
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import dataclasses
 import importlib.util
 import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from kabuflow import redact
-from kabuflow.config import Config
+from kabuflow import redact, telemetry
+from kabuflow.artifacts import write_json
+from kabuflow.config import Config, ConfigError
+from pipelines.console import Console, Plan
 from pipelines.hpo import build_hpo_pipeline
 from pipelines.pipeline import build_pipeline
 
@@ -33,6 +40,7 @@ def _hide_docker_dir() -> None:
 
 log = logging.getLogger("kabuflow.run")
 
+RUNNERS = ("subprocess", "docker")
 RESULTS = ("metrics.json", "report.html", "report.md", "predictions.parquet", "gate.json")
 STAGE_OUTPUTS = {
     "ingest": "raw",
@@ -43,9 +51,22 @@ STAGE_OUTPUTS = {
 }
 
 
-def run_local(cfg: Config, out: Path, pipeline: str = "train") -> dict:
+def run_local(
+    cfg: Config,
+    out: Path,
+    runner: str = "subprocess",
+    image: str = "",
+    verbose: bool = False,
+    pipeline: str = "train",
+) -> dict:
     """Run the whole DAG (`pipeline`: "train" or "hpo") locally, then lay the results and stage
-    artifacts out under `out`."""
+    artifacts out under `out`.
+
+    runner: "subprocess" (every task a process on this machine) or "docker" (every task a container of
+    `image`, pipelines/containers.py). Unless `verbose`, the runner's own stream goes to
+    out/logs/kfp-<time>.log and the terminal shows pipelines/console.py's summary instead."""
+    if runner not in RUNNERS:
+        raise ConfigError(f"unknown runner {runner!r} (known: {', '.join(RUNNERS)})")
     out = out.resolve()
     if not cfg.evaluate.champion_uri:  # the champion outlives the run's fresh artifact folders
         cfg = dataclasses.replace(
@@ -57,21 +78,34 @@ def run_local(cfg: Config, out: Path, pipeline: str = "train") -> dict:
     root.mkdir(parents=True, exist_ok=True)
     # Folds train side by side: give each its share of the cores instead of oversubscribing them.
     threads = max(1, (os.cpu_count() or 1) // max(1, cfg.pipeline.parallelism))
-    os.environ.setdefault("KABUFLOW_THREADS", str(threads))
+    env = {"KABUFLOW_THREADS": os.environ.get("KABUFLOW_THREADS", str(threads))}
+    if not verbose:
+        env[telemetry.EVENTS_ENV] = "1"
+    os.environ.update(env)  # the subprocess runner's tasks inherit it; containers get it explicitly
     _hide_docker_dir()
     from kfp import local
 
     # The local runner warns, per task, that cluster-only settings (resources, the image) do nothing here.
     warnings.filterwarnings("ignore", module=r"kfp\.local\..*")
-
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    record: dict[str, Any] = {"runner": runner, "env": env, "started": time.time()}
+    task_runner, image = _runner(runner, cfg, out, image, record)
+    local.init(runner=task_runner, pipeline_root=str(root), raise_on_error=True)
     t0 = time.perf_counter()
+    build = build_hpo_pipeline if pipeline == "hpo" else build_pipeline
+    dag = build(cfg, image=image)
     # No stage of this pipeline connects to the HPO database with a password: credentials stay out of it.
     config = json.dumps(redact.tree(cfg.to_dict()), sort_keys=True)
-    build = build_hpo_pipeline if pipeline == "hpo" else build_pipeline
-    task = build(cfg, image="kabuflow:local")(config=config)
-    result = Path(task.output.path)
+    printer = builtins.print  # kfp indents task output by swapping print, racily across parallel tasks
+    try:
+        if verbose:
+            task = dag(config=config)
+        else:
+            task = _quietly(lambda: dag(config=config), cfg, out, runner)
+    finally:
+        builtins.print = printer
     seconds = time.perf_counter() - t0
+    write_json(out / "run.json", {**record, "image": image, "seconds": seconds, "finished": time.time()})
+    result = Path(task.output.path)
     run_dir = result.parents[1]
     for task_name, output in STAGE_OUTPUTS.items():
         _link(run_dir / task_name / output, out / output)
@@ -81,7 +115,62 @@ def run_local(cfg: Config, out: Path, pipeline: str = "train") -> dict:
             print(f"\nhpo pipeline finished in {seconds:.0f} s; report: {out / 'hpo-report.html'}")
             return json.loads((out / "hpo.json").read_text())
         result = next(run_dir.glob("evaluate*/evaluation"))
-    return _lay_out_evaluation(result, out, seconds)
+    metrics = _lay_out_evaluation(result, out)
+    from kabuflow.evaluate.report import summary_table
+
+    print(summary_table(metrics))
+    print(f"\npipeline finished in {seconds:.0f} s ({runner} runner); report: {out / 'report.html'}")
+    return metrics
+
+
+def _runner(kind: str, cfg: Config, out: Path, image: str, record: dict[str, Any]) -> tuple[Any, str]:
+    """The kfp task runner and the image name to build the pipeline with; notes the run in `record`."""
+    from kfp import local
+
+    if kind == "subprocess":
+        return local.SubprocessRunner(use_venv=False), "kabuflow:local"
+    from pipelines.containers import docker_runner
+
+    # The label names this run's containers in the engine's event log (scripts/image_check.py).
+    record["label"] = f"{out.name}-{time.strftime('%Y%m%dT%H%M%S')}"
+    runner, image = docker_runner(cfg, out / "kfp", image or default_image(), record["env"], record["label"])
+    record["read_only"] = runner.container_run_args.get("read_only", False)
+    return runner, image
+
+
+def default_image() -> str:
+    """The image `make image-cpu` builds from this checkout: localhost/kabuflow:cpu-<short sha>."""
+    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    if sha.returncode != 0:
+        raise ConfigError("--runner docker outside a git checkout needs --image NAME")
+    return f"localhost/kabuflow:cpu-{sha.stdout.strip()}"
+
+
+def _quietly(run: Callable[[], Any], cfg: Config, out: Path, runner: str) -> Any:
+    """Run with stdout and stderr going to the log file, and the console summary on the terminal."""
+    logs = out / "logs"
+    logs.mkdir(exist_ok=True)
+    path = logs / f"kfp-{time.strftime('%Y%m%dT%H%M%S')}.log"
+    term = sys.stdout
+    n_models = len(cfg.pipeline.models)
+    plan = Plan(cfg.folds.n_folds, cfg.model.members, cfg.train.epochs, cfg.folds.n_folds * n_models)
+    print(f"kabuflow run: {runner} runner; the full KFP log: {path}", file=term, flush=True)
+    root_logger = logging.getLogger()
+    saved = root_logger.handlers[:]
+    with path.open("w") as stream:
+        console = Console(stream, term, plan, tty=term.isatty())
+        # kfp logs through the root logger, also after the run (workspace clean-up): into the log as well.
+        root_logger.handlers = [logging.StreamHandler(console)]
+        try:
+            with contextlib.redirect_stdout(console), contextlib.redirect_stderr(console):
+                return run()
+        except BaseException:
+            console.close_status()
+            print(f"kabuflow run failed; the full KFP log: {path}", file=term, flush=True)
+            raise
+        finally:
+            root_logger.handlers = saved
+            console.close_status()
 
 
 def _lay_out_hpo(summary: Path, out: Path) -> None:
@@ -91,16 +180,12 @@ def _lay_out_hpo(summary: Path, out: Path) -> None:
     print((summary / "summary.md").read_text())
 
 
-def _lay_out_evaluation(evaluation: Path, out: Path, seconds: float) -> dict:
+def _lay_out_evaluation(evaluation: Path, out: Path) -> dict:
+    """Copy the results next to `out` and link the evaluation there; returns metrics.json."""
     for name in RESULTS:
         shutil.copyfile(evaluation / name, out / name)
     _link(evaluation, out / "evaluation")
-    metrics = json.loads((out / "metrics.json").read_text())
-    from kabuflow.evaluate.report import summary_table
-
-    print(summary_table(metrics))
-    print(f"\npipeline finished in {seconds:.0f} s; report: {out / 'report.html'}")
-    return metrics
+    return json.loads((out / "metrics.json").read_text())
 
 
 def run_audit_local(cfg: Config, out: Path) -> dict:

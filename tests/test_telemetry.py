@@ -165,6 +165,26 @@ def test_gateway_rejection_is_a_warning_not_a_crash(env, monkeypatch, caplog):
     assert bad in warning and "404" in warning
 
 
+def test_stage_events_reach_stderr_only_when_asked(monkeypatch, capsys):
+    monkeypatch.delenv("PROMETHEUS_PUSHGATEWAY", raising=False)
+    monkeypatch.delenv("KABUFLOW_METRICS_FILE", raising=False)
+    monkeypatch.delenv(telemetry.EVENTS_ENV, raising=False)
+    with telemetry.stage("graph") as rec:
+        rec.rows_out = 1880
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv(telemetry.EVENTS_ENV, "1")
+    with telemetry.stage("train-fold") as rec:
+        rec.rows_out = 10
+        rec.extra["test_rank_ic"] = 0.0521
+        rec.labels = {"fold": "1", "model": "atft"}
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(telemetry.EVENT_MARK)
+    event = json.loads(line.removeprefix(telemetry.EVENT_MARK))
+    assert event["kind"] == "stage" and event["stage"] == "train-fold" and event["failed"] is False
+    assert (event["fold"], event["model"], event["rows_out"]) == ("1", "atft", 10)
+    assert event["extra"] == {"test_rank_ic": 0.0521}
+
+
 def test_profile_file_gets_one_line_per_stage_with_cpu_and_rss(monkeypatch, tmp_path):
     monkeypatch.delenv("PROMETHEUS_PUSHGATEWAY", raising=False)
     path = tmp_path / "profile.jsonl"

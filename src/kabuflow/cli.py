@@ -65,7 +65,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    """Whole pipeline through the KFP local runner."""
+    """Whole pipeline through a KFP local runner (subprocesses, or containers of the project image)."""
     from pipelines.local import run_local
 
     cfg = _config(args)
@@ -73,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         from kabuflow.train.hpo import apply_best, read_best
 
         cfg = apply_best(cfg, read_best(args.hpo))
-    run_local(cfg, Path(args.out), pipeline=args.pipeline)
+    run_local(cfg, Path(args.out), args.runner, args.image, args.verbose, pipeline=args.pipeline)
 
 
 def cmd_audit(args: argparse.Namespace) -> None:
@@ -250,6 +250,9 @@ def _parser() -> argparse.ArgumentParser:
         cmd_run,
         *src,
         (("--out",), {"default": "runs/local"}),
+        (("--runner",), {"choices": ["subprocess", "docker"], "default": "subprocess"}),
+        (("--image",), {"default": "", "help": "--runner docker: default localhost/kabuflow:cpu-<sha>"}),
+        (("--verbose",), {"action": "store_true", "help": "stream the KFP runner's full log"}),
         (("--pipeline",), {"choices": ["kabuflow", "hpo"], "default": "kabuflow"}),  # audit: `kabuflow audit`
         (("--hpo",), {"metavar": "PATH|URI", "help": "hpo.json whose best settings and trial count to use"}),
     )

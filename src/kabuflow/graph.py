@@ -269,6 +269,7 @@ def graph(cfg: Config, panel: str | Path, out: str | Path) -> dict[str, Any]:
         save_npy(out / "offsets.npy", offsets)
         per_date = np.diff(offsets)
         rec.rows_out = int(offsets[-1])
+        rec.extra["edges_per_day"] = float(per_date.mean())
         meta = {
             "dates": p.meta["dates"],
             "codes": p.meta["codes"],

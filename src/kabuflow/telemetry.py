@@ -6,6 +6,8 @@ scraped: to $PROMETHEUS_PUSHGATEWAY, grouped by job="kabuflow", run_id ($KABUFLO
 task ($KABUFLOW_TASK, the KFP task name) and instance ($KABUFLOW_INSTANCE, else the pod's host name, so the
 parallel train-fold pods of one task do not overwrite each other's group). With $KABUFLOW_METRICS_FILE
 the same numbers are also written to that file in the text exposition format (local runs, CI artifacts).
+With $KABUFLOW_EVENTS set (by `kabuflow run`), each stage's end and each training epoch also print one
+JSON line on stderr (`event`), which the local runners stream to its console (pipelines/console.py).
 
 Failure policy (decided here, relied on by every stage): metrics are observability, so a push never
 fails or crashes a stage. A network fault is retried briefly (PUSH_ATTEMPTS tries, doubling from
@@ -35,6 +37,8 @@ JOB = "kabuflow"
 PUSH_ATTEMPTS = 3
 PUSH_BACKOFF_SECONDS = 0.25
 PUSH_TIMEOUT_SECONDS = 5.0
+EVENTS_ENV = "KABUFLOW_EVENTS"
+EVENT_MARK = "kabuflow-event "
 
 REGISTRY = CollectorRegistry()
 _STAGE = ["stage"]
@@ -92,6 +96,7 @@ class StageRecord:
     peak_rss_gb: float = 0.0  # the process's peak so far (a task is one process)
     failed: bool = False
     extra: dict[str, float] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)  # which run of the stage (train-fold: fold, model)
 
 
 def grouping() -> dict[str, str]:
@@ -174,6 +179,26 @@ def stage(name: str, label: str = "") -> Iterator[StageRecord]:
         else:
             STAGE_LAST_SUCCESS.labels(name).set(time.time())
         push()
+        event(
+            "stage",
+            stage=name,
+            seconds=rec.seconds,
+            rows_in=rec.rows_in,
+            rows_out=rec.rows_out,
+            failed=rec.failed,
+            extra=rec.extra,
+            **rec.labels,
+        )
+
+
+def event(kind: str, **fields: object) -> None:
+    """One `kabuflow-event {json}` line on stderr when $KABUFLOW_EVENTS is set, else nothing.
+
+    Why a line on stderr: KFP's local runners stream every task's output to the parent, from a subprocess
+    and from a container alike, so the console learns what each task did without reading its artifacts."""
+    if os.environ.get(EVENTS_ENV):
+        line = json.dumps({"kind": kind, **fields}, default=float, sort_keys=True)
+        print(EVENT_MARK + line, file=sys.stderr, flush=True)
 
 
 def gpu_memory_bytes() -> int | None:

@@ -73,6 +73,24 @@ def test_run_leaves_the_contracted_outputs(run_dir):
     assert "rank_ic" in stdout.lower() and "report" in stdout
 
 
+def test_the_console_is_one_line_per_task_and_the_full_log_is_a_file(run_dir):
+    out, stdout = run_dir
+    lines = stdout.splitlines()
+    first = lines[0]
+    assert first.startswith("kabuflow run: subprocess runner; the full KFP log: ")
+    log = first.rsplit(" ", 1)[1]
+    assert log.startswith(str(out / "logs")) and "Executing task" in open(log).read()
+    rows = [ln.split()[0] for ln in lines[1:] if ln.startswith("  ") and not ln.startswith("  folds [")]
+    stages = ["ingest", "features", "normalize", "graph", "folds", "evaluate-all", "promote"]
+    assert (
+        sorted(set(rows)) == sorted([*stages, "train-fold"]) and rows.count("train-fold") == 2 * 6
+    )  # 2 folds x the 6 default models
+    assert all(rows.count(s) == 1 for s in stages)
+    assert "Got executor_input" not in stdout and len(lines) < 40
+    bars = [ln for ln in lines if ln.startswith("  folds [")]  # the folds' epoch events reached the console
+    assert bars and all(" | atft/" in ln for ln in bars)
+
+
 def test_stitched_predictions_are_out_of_sample_and_unique(run_dir):
     out, _ = run_dir
     preds = pl.read_parquet(out / "predictions.parquet")

@@ -85,6 +85,10 @@ def evaluate(
         result = _clean(result)
         _write(w.dir, result, frame, tables)
         rec.rows_out = frame.height
+        gate_h = f"atft_{cfg.evaluate.gate_horizon}"  # the console's key figure (and a Prometheus gauge)
+        rec.extra.update(
+            {k: v for k, v in headline(result).items() if k.startswith(gate_h) or k == "gate_promote"}
+        )
         return w.commit(
             {
                 "outputs": list(OUTPUTS),

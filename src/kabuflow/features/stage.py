@@ -58,6 +58,7 @@ def features(cfg: Config, raw: str | Path, out: str | Path) -> dict[str, Any]:
         check_output(frame, info)
         write_features(w.dir / "features.parquet", frame)
         rec.rows_out = frame.height
+        rec.extra["features"] = len(info["features"])
         return w.commit(info)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import tempfile
@@ -55,6 +56,13 @@ def member_config(cfg: Config, m: int) -> Config:
     return cfg.with_params({"train.seed": cfg.train.seed * cfg.model.members + m})
 
 
+def _epoch_event(fold: int, member: int, members: int, epoch: int, val_rank_ic: float) -> None:
+    """The console's progress bar: `epoch` (0-based) of `member` has ended; -1 = the member starts."""
+    telemetry.event(
+        "epoch", model="atft", fold=fold, member=member, members=members, epoch=epoch + 1, val=val_rank_ic
+    )
+
+
 def _checkpoint(out: Path, m: int) -> Path:
     return out / (CHECKPOINT if m == 0 else f"checkpoint.m{m}.pt")
 
@@ -77,6 +85,9 @@ def _train_atft(
     data = DayData(panel, g, int(days["test"][-1]), device)
     fits = []
     for m in range(cfg.model.members):
+        progress = functools.partial(_epoch_event, k, m, cfg.model.members) if rank == 0 else None
+        if progress is not None:
+            progress(-1, float("nan"))
         with deterministic(device):
             fits.append(
                 fit_atft(
@@ -87,6 +98,7 @@ def _train_atft(
                     fold=k,
                     rank=rank,
                     world=world,
+                    on_epoch_end=progress,
                 )
             )
     model = fits[0].model if len(fits) == 1 else Ensemble([f.model for f in fits])
@@ -204,7 +216,10 @@ def _fit_and_write(
             w.committed = {}
             return {"rank": info["rank"], "world_size": info["world_size"], "model": model, "fold": k}
         rec.rows_out = pred.height
-    nested = split_metrics(pred)
+        nested = split_metrics(pred)
+        gate_h = cfg.evaluate.gate_horizon  # the console's key figure (and a Prometheus gauge)
+        rec.labels = {"fold": str(k), "model": model, "horizon": gate_h}
+        rec.extra["test_rank_ic"] = nested.get("test", {}).get(gate_h, {}).get("rank_ic", float("nan"))
     history = info.pop("history", [])
     metrics = {"model": model, "fold": k, "splits": nested, **info}
     write_parquet(out / "predictions.parquet", pred)
