@@ -10,11 +10,6 @@ import sys
 import pytest
 from test_local import SMALL
 
-# KNOWN DEFECT (2026-12-03, issue #18 stays open): after the merge with #12/#14/#19 the hpo-worker task
-# of this local run is handed a password-bearing postgresql storage URL and refuses it; not found before
-# the session ended. Skipped so the rest of the suite can land; the next session must fix and unskip.
-pytestmark = pytest.mark.skip(reason="known defect: hpo-worker gets a postgresql storage URL (issue #18)")
-
 HPO = [
     "hpo.workers=2",
     "hpo.trials=1",
