@@ -1,4 +1,4 @@
-"""normalize's scalings on tiny arrays: edge cases of the cross-section helpers, trailing z by direct formula."""
+"""normalize's scalings on tiny arrays: cross-section helpers' edge cases, trailing z by direct formula."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The `kabuflow` commands: each reads its flags, moves remote inputs and outputs at the edges, calls one stage."""
+"""The `kabuflow` commands: each loads the config, moves remote data at the edges and runs one stage."""
 
 from __future__ import annotations
 

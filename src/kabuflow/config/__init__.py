@@ -1,8 +1,7 @@
-"""Typed, frozen run configuration: YAML profiles plus type-checked `--set section.key=value` overrides.
+"""Typed, frozen run configuration: YAML profiles plus type-checked `--set section.key=value` overrides."""
 
-data.py, models.py and cluster.py hold the sections (one frozen dataclass each), loading.py the Config
-tree that gathers them and every way of building one. Import from here: `from kabuflow.config import X`.
-"""
+# The sections (one frozen dataclass each) live in data.py, models.py and cluster.py; the Config tree and
+# every way of building one in loading.py. Callers import from here, so a section can move between them.
 
 from kabuflow.config.cluster import PipelineConfig, StorageConfig
 from kabuflow.config.data import (

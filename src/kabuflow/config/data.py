@@ -1,4 +1,4 @@
-"""Config sections for the data side: ingest, the synthetic market, J-Quants, features, normalize, graph, folds."""
+"""Config sections of the data side: sources (synthetic, J-Quants), features, normalize, graph, folds."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Config tree and how one is built: YAML profiles, dicts, JSON and `--set` overrides, each value type-checked."""
+"""The Config tree and how one is built (profiles, dicts, JSON, `--set`), each value type-checked."""
 
 from __future__ import annotations
 
