@@ -6,21 +6,19 @@ import json
 
 import polars as pl
 import pytest
-from tiny_market import make_market
+from tiny_market import TINY_ATFT, make_market
 
 from kabuflow.ablate import ablate, variants
 from kabuflow.cli import main
 from kabuflow.config import Config
 from kabuflow.evaluate.metrics import daily_ic
 
+# TINY_ATFT with one GAT layer and an 8-day lookback (later overrides win over its 6).
 TINY = [
-    "model.hidden=16",
-    "model.heads=2",
-    "model.gat_heads=2",
+    *TINY_ATFT,
     "model.gat_layers=1",
     "model.lookback=8",
     "train.epochs=1",
-    "train.device=cpu",
     "train.warmup_steps=5",
     "train.threads=1",
     "train.days_per_epoch=20",

@@ -16,7 +16,8 @@ from kabuflow import manifest, telemetry
 from kabuflow.artifacts import atomic_write, stamp, write_json
 from kabuflow.config import Config, ConfigError, GraphConfig
 from kabuflow.correlations import correlations, pairwise_corr, torch_threads
-from kabuflow.normalize import cross_sum, load_panel, save_npy
+from kabuflow.normalize import load_panel, save_npy
+from kabuflow.scaling import cross_sum
 
 ATTRS = ("rho", "same_sector", "same_market")
 

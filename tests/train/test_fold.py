@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from tiny_market import make_market
+from tiny_market import TINY_ATFT, make_market
 from torch import nn
 
 from kabuflow import schema
@@ -25,14 +25,12 @@ from kabuflow.train.days import DayData
 from kabuflow.train.loop import _end_epoch, fit_atft
 from kabuflow.train.targets import with_target
 
+# TINY_ATFT with one GAT layer and an 8-day lookback (later overrides win over its 6).
 TINY = [
-    "model.hidden=16",
-    "model.heads=2",
-    "model.gat_heads=2",
+    *TINY_ATFT,
     "model.gat_layers=1",
     "model.lookback=8",
     "train.epochs=2",
-    "train.device=cpu",
     "train.warmup_steps=5",
     "train.threads=1",
     "train.days_per_epoch=30",

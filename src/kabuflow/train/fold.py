@@ -158,6 +158,15 @@ def _flat_metrics(nested: dict[str, dict[str, dict[str, float]]]) -> dict[str, f
     return flat
 
 
+def fit_panel(cfg: Config, panel: Panel | str | Path) -> Panel:
+    """The panel as every model fits it, Y = cfg.train.target (Y_raw, which evaluation scores, stays),
+    with torch's CPU threads set from train.threads: train-fold and hpo both start here, so a study
+    tunes on the very target and thread count that train-fold then trains with."""
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+    return with_target(as_panel(panel), cfg.train.target, cfg.normalize.clip)
+
+
 def train_fold(
     cfg: Config,
     panel: Panel | str | Path,
@@ -177,12 +186,10 @@ def train_fold(
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r} (known: {', '.join(MODELS)})")
-    if cfg.train.threads > 0:
-        torch.set_num_threads(cfg.train.threads)
     rank0 = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes the output
     place = manifest.output(cfg, out, "train-fold", keep=("checkpoint*.pt",)) if rank0 else _scratch(cfg)
     with place as w:
-        p = with_target(as_panel(panel), cfg.train.target, cfg.normalize.clip)  # Y = what every model fits
+        p = fit_panel(cfg, panel)
         check_lookback(cfg.model.lookback, len(p.dates))
         g = load_graph(graph) if isinstance(graph, str | Path) else graph
         # Lineage where the artifacts meet: panel, graph and folds must come from one normalize output.

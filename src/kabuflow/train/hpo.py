@@ -10,17 +10,16 @@ from typing import Any
 
 import numpy as np
 import optuna
-import torch
 
 from kabuflow.artifacts import stamp, write_json
 from kabuflow.config import Config, SearchDim, field_type
 from kabuflow.folds import FoldsLike, fold_days, read_fold, read_folds
 from kabuflow.graph import Graph, as_graph
-from kabuflow.normalize import Panel, as_panel
+from kabuflow.normalize import Panel
 from kabuflow.train import study as studies
 from kabuflow.train.days import DayData, deterministic, resolve_device
+from kabuflow.train.fold import fit_panel
 from kabuflow.train.loop import fit_atft
-from kabuflow.train.targets import with_target
 
 METRIC = "validation RankIC (horizon-weighted mean of daily Spearman)"
 
@@ -70,9 +69,7 @@ def run_hpo(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     url = studies.resolve_url(storage, out)
-    if cfg.train.threads > 0:
-        torch.set_num_threads(cfg.train.threads)
-    p = with_target(as_panel(panel), cfg.train.target, cfg.normalize.clip)  # as train-fold fits
+    p = fit_panel(cfg, panel)
     k = cfg.hpo.fold
     days = fold_days(read_fold(folds, k), p.dates)
     first_test = min(fold_days(f, p.dates)["test"][0] for f in read_folds(folds))

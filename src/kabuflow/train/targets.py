@@ -6,7 +6,8 @@ import dataclasses
 
 import numpy as np
 
-from kabuflow.normalize import Panel, label_z, rank_gauss
+from kabuflow.normalize import Panel
+from kabuflow.scaling import label_z, rank_gauss
 
 # rank: Gaussianised cross-sectional rank, Phi^-1((rank - 0.5) / n). The metric is a rank correlation,
 # and real returns are right-skewed: a mean-fitting target (z, raw) learns "volatile stocks earn more
